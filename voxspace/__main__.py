@@ -1,0 +1,3 @@
+from voxspace.cli import main
+
+raise SystemExit(main())

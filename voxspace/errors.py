@@ -1,0 +1,98 @@
+"""Typed errors: the sentence a person reads is kept apart from the traceback an engineer reads.
+
+Every failure a user can cause or meet is one subclass here. The UI shows `user_message` only;
+logs get the full exception (with `detail`). Never put a token or other secret in either.
+"""
+
+from __future__ import annotations
+
+
+class VoxSpaceError(Exception):
+    """Base class. `user_message` is shown to the person; `detail` only goes to the log."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(user_message if detail is None else f"{user_message} ({detail})")
+        self.user_message = user_message
+        self.detail = detail
+
+
+# --- input the user gave us -------------------------------------------------------------------
+class BadInput(VoxSpaceError):
+    """A malformed file, field or name (csv/jsonl, repo id, phrase list...)."""
+
+
+class BadRepoName(BadInput):
+    """A repository id that the Hub would refuse."""
+
+
+# --- audio checks (voxspace.audio) ------------------------------------------------------------
+class BadAudio(VoxSpaceError):
+    """A take that failed a server-side check; the take is kept so the person can re-record."""
+
+    code = "bad_audio"
+
+
+class UnreadableAudio(BadAudio):
+    code = "unreadable"
+
+
+class NonFiniteAudio(BadAudio):
+    code = "non_finite"
+
+
+class TooShort(BadAudio):
+    code = "too_short"
+
+
+class TooLong(BadAudio):
+    code = "too_long"
+
+
+class TooQuiet(BadAudio):
+    code = "too_quiet"
+
+
+class Clipped(BadAudio):
+    code = "clipped"
+
+
+# --- Hub and sign-in --------------------------------------------------------------------------
+class AuthError(VoxSpaceError):
+    """No usable token, or a token the Hub refused."""
+
+
+class HubError(VoxSpaceError):
+    """The Hub answered with an error we cannot fix by retrying."""
+
+
+# --- training and evaluation ------------------------------------------------------------------
+class TrainError(VoxSpaceError):
+    """Base for failures of a training run."""
+
+
+class NotEnoughTakes(TrainError):
+    pass
+
+
+class BadHyperparameter(TrainError):
+    pass
+
+
+class OutOfGPUMemory(TrainError):
+    pass
+
+
+class QuotaExceeded(TrainError):
+    pass
+
+
+class SliceTimeout(TrainError):
+    pass
+
+
+class NaNLoss(TrainError):
+    pass
+
+
+class Busy(TrainError):
+    """Another training run holds the GPU; the message says the person's place in the queue."""

@@ -1,0 +1,74 @@
+"""All configuration in one place: one frozen dataclass read from the environment.
+
+Every module receives a `Settings` (or reads `Settings.from_env()` once); nothing else reads
+os.environ for configuration. Variables are listed in README "Configuration".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_BASE_MODEL = "mistralai/Voxtral-Mini-3B-2507"
+LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it")  # what Voxtral supports
+
+
+def _default_data_dir() -> Path:
+    # A Space with persistent storage mounts /data; otherwise a folder in the user's home.
+    if os.environ.get("SPACE_ID") and Path("/data").is_dir():
+        return Path("/data/voxspace")
+    return Path.home() / ".voxspace"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Checks every take must pass before it is stored (see voxspace.audio)."""
+
+    sample_rate: int = 16_000
+    min_speech_s: float = 1.0  # after trimming silence
+    max_take_s: float = 30.0  # one Voxtral chunk
+    min_rms_dbfs: float = -45.0  # quieter than this is "too quiet"
+    clip_fraction: float = 0.001  # share of samples at full scale that counts as clipped
+    max_upload_files: int = 2_000
+    max_upload_mb: int = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_model: str = DEFAULT_BASE_MODEL
+    data_dir: Path = field(default_factory=_default_data_dir)
+    hub_endpoint: str = "https://huggingface.co"
+    dataset_repo_name: str = "voxspace-recordings"
+    space_id: str | None = None  # set by the Spaces platform; means "use the visitor's OAuth token"
+    push_retry_max_s: float = 300.0  # backoff cap between push retries
+    slice_cap_s: int = 120  # longest single ZeroGPU call we ask for
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def in_space(self) -> bool:
+        return bool(self.space_id)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        kw: dict[str, object] = {}
+        if v := env.get("VOXSPACE_BASE_MODEL"):
+            kw["base_model"] = v
+        if v := env.get("VOXSPACE_DATA_DIR"):
+            kw["data_dir"] = Path(v).expanduser()
+        if v := env.get("HF_ENDPOINT"):
+            kw["hub_endpoint"] = v.rstrip("/")
+        if v := env.get("VOXSPACE_DATASET_REPO_NAME"):
+            kw["dataset_repo_name"] = v
+        if v := env.get("SPACE_ID"):
+            kw["space_id"] = v
+        if v := env.get("VOXSPACE_SLICE_CAP_S"):
+            kw["slice_cap_s"] = int(v)
+        if v := env.get("VOXSPACE_PUSH_RETRY_MAX_S"):
+            kw["push_retry_max_s"] = float(v)
+        limits = {f.name: type(getattr(Limits(), f.name))(env[f"VOXSPACE_{f.name.upper()}"])
+                  for f in fields(Limits) if f"VOXSPACE_{f.name.upper()}" in env}
+        if limits:
+            kw["limits"] = Limits(**limits)
+        return cls(**kw)  # type: ignore[arg-type]
