@@ -1,0 +1,1 @@
+"""Tools for developing VoxSpace without the Hub or a GPU (tiny models, synthetic speech)."""
