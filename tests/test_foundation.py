@@ -46,3 +46,16 @@ def test_layout_round_trip_keeps_types_and_unicode(tmp_path: Path):
     assert [b.take for b in back] == takes
     assert all(b.wav.read_bytes() == b"RIFF" for b in back)
     assert isinstance(back[0].take.duration, float)
+
+
+def test_run_record_round_trip(tmp_path: Path):
+    from voxspace.run_record import EvalReport, RunRecord, TakeResult
+
+    rec = RunRecord(base_model="b", dataset="me/voxspace-recordings", config={"rank": 8},
+                    languages=["en"], loss_history=[(1, 2.5), (2, 1.25)],
+                    eval=EvalReport(n_takes=2, wer_before=0.5, cer_before=0.25, wer_after=0.25,
+                                    cer_after=0.125, per_take=[TakeResult("t", "a b", "a", "a b")]))
+    rec.save(tmp_path)
+    back = RunRecord.load(tmp_path)
+    assert back == rec
+    assert back.eval.wer_relative_change == -0.5
