@@ -25,6 +25,9 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`train` and `evaluate` (Train issue)."""
+    from voxspace.train_cli import register
+
+    register(sub)
 
 
 def _register_publish(sub: argparse._SubParsersAction) -> None:
