@@ -83,7 +83,9 @@ def test_split_needs_enough_takes_and_says_how_many_more(tmp_path):
     assert [t.take.seq for t in train] == [0, 2] and [t.take.seq for t in test] == [1]
 
 
-def test_takes_and_base_model_load_by_repo_id_from_the_hub(hub, hub_tokens, takes_dir, tiny_voxtral_dir, tmp_path):
+def test_takes_and_base_model_load_by_repo_id_from_the_hub(
+    hub, hub_tokens, takes_dir, tiny_voxtral_dir, tmp_path
+):
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
@@ -92,14 +94,18 @@ def test_takes_and_base_model_load_by_repo_id_from_the_hub(hub, hub_tokens, take
     api.create_repo("alice/tiny-voxtral", private=True)
     api.upload_folder(repo_id="alice/tiny-voxtral", folder_path=str(tiny_voxtral_dir))
 
-    takes = load_takes("alice/recordings", token=hub_tokens["alice"], endpoint=hub.url, cache_dir=tmp_path / "a")
+    takes = load_takes(
+        "alice/recordings", token=hub_tokens["alice"], endpoint=hub.url, cache_dir=tmp_path / "a"
+    )
     assert [t.take.take_id for t in takes] == [t.take.take_id for t in read_folder(takes_dir)]
     assert all(t.wav.is_file() for t in takes)
     with pytest.raises(Exception):  # noqa: B017 - another user may not read alice's private takes
         load_takes("alice/recordings", token=hub_tokens["bob"], endpoint=hub.url, cache_dir=tmp_path / "b")
 
     model, processor = load_base(
-        ModelConfig("alice/tiny-voxtral", precision="fp32", token=hub_tokens["alice"], cache_dir=str(tmp_path / "m"))
+        ModelConfig(
+            "alice/tiny-voxtral", precision="fp32", token=hub_tokens["alice"], cache_dir=str(tmp_path / "m")
+        )
     )
     assert type(model).__name__ == "VoxtralForConditionalGeneration"
     assert processor.tokenizer.eos_token_id == EOS
