@@ -22,7 +22,7 @@ def _trackio(trackio_dir: str | Path) -> Any:
     import sys
 
     if "trackio" not in sys.modules:
-        os.environ["TRACKIO_DIR"] = str(trackio_dir)
+        os.environ.setdefault("TRACKIO_DIR", str(trackio_dir))  # an explicit TRACKIO_DIR wins
     import trackio
 
     return trackio

@@ -230,8 +230,11 @@ class Trainer:
 
     # --- setup -------------------------------------------------------------------------------
     def _read_spec(self) -> dict[str, Any] | None:
+        """run.json, or (for a checkpoint pulled from the Hub after a restart) the checkpoint's state."""
         path = self.run_dir / RUN_SPEC
-        return json.loads(path.read_text()) if path.is_file() else None
+        if path.is_file():
+            return json.loads(path.read_text())
+        return checkpoint.read_state(self.run_dir) if checkpoint.has_checkpoint(self.run_dir) else None
 
     def _write_spec(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
