@@ -136,17 +136,17 @@ def gpu_slice(
 _TRACKERS: dict[str, Any] = {}  # per run folder; set by run_in_slices (fork copies it into the worker)
 
 
-def _eval_duration(run_dir: str, cap_s: int) -> int:
+def _eval_duration(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> int:
     return cap_s
 
 
 @spaces.GPU(duration=_eval_duration)
-def gpu_evaluate(run_dir: str, cap_s: int = 120) -> Any:
+def gpu_evaluate(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> Any:
     """One GPU call: WER/CER before and after for a finished run; stored in its summary.json."""
     from voxspace.evaluate import evaluate_run_dir
     from voxspace.train import Trainer
 
-    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg))
+    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg), max_new_tokens=max_new_tokens)
 
 
 def zerogpu_error(e: BaseException) -> TrainError | None:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from voxspace import checkpoint, gpu
 from voxspace.errors import Busy, QuotaExceeded, SliceTimeout
 from voxspace.model import ModelConfig
-from voxspace.train import Trainer, TrainConfig
+from voxspace.train import TrainConfig, Trainer
 
 
 @pytest.fixture
@@ -144,6 +144,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
         "1",
         "--batch-size",
         "2",
+        "--max-new-tokens",
+        "6",
     ]
     assert main([*args, "--slice-seconds", "60"]) == 0
     printed = capsys.readouterr().out
@@ -152,7 +154,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
 
     assert main(args) == 2  # would overwrite a run
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "--data", "x", "--base-model", "y", "--out", str(out), "--resume"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--no-eval"]) == 0  # data and model from run.json
+    assert "adapter:" in capsys.readouterr().out
     assert (
         main(["train", "--data", "x", "--base-model", "y", "--out", str(tmp_path / "new"), "--lr", "-1"]) == 2
     )
@@ -170,6 +173,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
                 "fp32",
                 "--adapter",
                 str(out / "adapter"),
+                "--max-new-tokens",
+                "6",
             ]
         )
         == 0

@@ -69,6 +69,21 @@ def test_encoder_cache_is_bit_exact_and_label_logits_match(tmp_path, takes_dir, 
     torch.testing.assert_close(plain, full_logits, rtol=1e-6, atol=1e-5)
 
 
+def test_gradient_checkpointing_trains_to_the_same_weights(tmp_path, takes_dir, base):
+    runs = {}
+    model = base[0]
+    for checkpointing in (False, True):
+        config = TrainConfig(**FP32, dropout=0.0, gradient_checkpointing=checkpointing)
+        trainer = Trainer(tmp_path / str(checkpointing), config, takes_dir, base=(model, base[1])).setup()
+        assert trainer.base_model.model.language_model.gradient_checkpointing is checkpointing
+        trainer.train_slice(budget_s=1e9, max_steps=2)
+        runs[checkpointing] = adapter_weights(tmp_path / str(checkpointing))
+        model = trainer.close()
+        model.gradient_checkpointing_disable()
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, rtol=1e-5, atol=1e-6)
+
+
 def test_encoder_cache_spills_to_disk_beyond_its_memory_bound(tmp_path, takes_dir, base):
     config = TrainConfig(**FP32, cache_max_mb=0)
     trainer = Trainer(tmp_path / "run", config, takes_dir, base=base).setup()
