@@ -180,14 +180,36 @@ def run_in_slices(
     tracker: Any = None,
     max_steps_per_slice: int | None = None,
     max_idle_slices: int = 2,
+    owner: str = "local",
+    queue: RunQueue | None = None,
 ) -> Any:
     """Chain GPU slices until the run is done or cancelled; returns the last SliceSummary.
 
-    Checkpoints are pushed (`push`) between slices, outside the GPU call: uploading spends no GPU time.
+    Only one run trains at a time (`queue`, Busy otherwise). Checkpoints are pushed (`push`)
+    between slices, outside the GPU call: uploading spends no GPU time.
     """
+    queue = QUEUE if queue is None else queue
+    queue.require_turn(owner)
+    try:
+        return _chain_slices(
+            str(run_dir), cap_s, cancel_path, on_slice, push, tracker, max_steps_per_slice, max_idle_slices
+        )
+    finally:
+        queue.leave(owner)
+
+
+def _chain_slices(
+    run_dir: str,
+    cap_s: float,
+    cancel_path: str | Path | None,
+    on_slice: Any,
+    push: Any,
+    tracker: Any,
+    max_steps_per_slice: int | None,
+    max_idle_slices: int,
+) -> Any:
     from voxspace import checkpoint
 
-    run_dir = str(run_dir)
     if tracker is not None:
         _TRACKERS[run_dir] = tracker
     summary, idle = None, 0

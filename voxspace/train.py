@@ -34,6 +34,7 @@ from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
 RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
+EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel features)
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
 
 
@@ -274,7 +275,7 @@ class Trainer:
             )
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.collator = TranscriptionCollator(self.processor)
-        self.examples: list[Example] = [self.collator.encode(t) for t in self.train_takes]
+        self.examples = self._encoded_examples()
 
         from voxspace.encoder_cache import EncoderCache
 
@@ -304,6 +305,26 @@ class Trainer:
         self.ready = True
         self._pending_overhead = time.monotonic() - started
         return self
+
+    def _encoded_examples(self) -> list[Example]:
+        """Tokens and mel features of the training takes, computed once per run and kept in run_dir.
+
+        Feature extraction runs on the CPU; on ZeroGPU every slice would otherwise redo it inside
+        its paid GPU time.
+        """
+        import torch
+
+        path = self.run_dir / EXAMPLES_FILE
+        ids = [t.take.take_id for t in self.train_takes]
+        if path.is_file():
+            stored = torch.load(path, weights_only=False)  # our own file, written below
+            if [e.take_id for e in stored] == ids:
+                return stored
+        examples = [self.collator.encode(t) for t in self.train_takes]
+        tmp = path.with_suffix(".tmp")
+        torch.save(examples, tmp)
+        tmp.replace(path)
+        return examples
 
     @staticmethod
     def _seed_everything(seed: int) -> None:

@@ -116,6 +116,8 @@ def test_one_run_at_a_time_and_the_second_caller_learns_their_place():
     queue.leave("alice")
     queue.require_turn("bob")
     assert queue.position("carol") == 1
+    with pytest.raises(Busy, match="number 3"):  # the ZeroGPU path asks the same queue
+        gpu.run_in_slices("unused", cap_s=60, owner="dave", queue=queue)
 
 
 def test_hardware_detection():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,16 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir)
     assert {r[0] for r in rows} >= set(range(1, 26))
     assert all({"loss", "lr", "grad_norm", "step_time_s"} <= m.keys() for m in logged if "loss" in m)
     assert any("eval/wer_after" in m for m in logged)
+
+    from voxspace.tracking import close_dashboard, dashboard
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = dashboard(tmp_path / "trackio", port=port)
+    try:
+        assert url.startswith("http://127.0.0.1:") and dashboard(tmp_path / "trackio") == url
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200
+    finally:
+        close_dashboard()
