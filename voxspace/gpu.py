@@ -87,12 +87,18 @@ def _return_base(model_cfg: ModelConfig, model: Any) -> None:
 
 # --- ZeroGPU slices ---------------------------------------------------------------------------------
 def plan_slice(
-    cap_s: float, *, remaining_steps: int | None, step_time_s: float | None, overhead_s: float | None
+    cap_s: float,
+    *,
+    remaining_steps: int | None,
+    step_time_s: float | None,
+    overhead_s: float | None,
+    save_s: float = 0.0,
 ) -> tuple[float, int]:
-    """(budget for steps, GPU duration to ask for) for the next slice, the duration capped at `cap_s`.
+    """(budget for the slice's loop, GPU duration to ask for), the duration capped at `cap_s`.
 
-    The duration is the planned work (remaining steps x measured step time) plus the measured
-    per-slice overhead; before anything is measured we ask for the cap.
+    The duration is the planned work (remaining steps x measured step time, with room for the
+    checkpoint save the loop keeps in reserve) plus the measured per-slice overhead; before
+    anything is measured we ask for the cap.
     """
     overhead = FIRST_SLICE_OVERHEAD_S if overhead_s is None else overhead_s
     if step_time_s is None or remaining_steps is None:
@@ -102,7 +108,7 @@ def plan_slice(
             f"One training step takes about {step_time_s:.0f} s, too long for a {cap_s:.0f} s GPU slice. "
             "Use a smaller batch size or raise the slice length."
         )
-    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.1 + 1.5 * step_time_s)
+    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.25 + 1.5 * step_time_s + save_s)
     return budget, int(min(cap_s, math.ceil(budget + overhead)))
 
 
@@ -221,6 +227,7 @@ def _chain_slices(
             remaining_steps=remaining,
             step_time_s=state.get("step_time_s"),
             overhead_s=summary.overhead_seconds if summary else None,
+            save_s=state.get("save_s", 0.0),
         )
         try:
             summary = gpu_slice(

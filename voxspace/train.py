@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from voxspace import checkpoint
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
-from voxspace.errors import BadHyperparameter, NaNLoss, OutOfGPUMemory
+from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
 from voxspace.model import PRECISIONS, LoraSettings, ModelConfig, attach_lora, detach_lora, load_base
 from voxspace.run_record import ADAPTER_DIR, RunRecord
@@ -249,6 +249,12 @@ class Trainer:
 
     def prepare(self) -> Trainer:
         """The CPU-only part of setup: find the takes, check there are enough, write run.json."""
+        if checkpoint.has_checkpoint(self.run_dir):
+            stored = checkpoint.read_state(self.run_dir).get("config")
+            if stored is not None and TrainConfig.from_dict(stored) != self.config:
+                raise BadInput(
+                    f"{self.run_dir} holds a run with other settings: resume it as it is, or start a new run."
+                )
         if not (self.data_dir and Path(self.data_dir).is_dir()):
             self.data_dir = str(fetch_takes(self.data, **self._data_kw))
         takes = read_folder(Path(self.data_dir))
@@ -288,8 +294,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / self.config.grad_accum)
         self.total_steps = self.steps_per_epoch * self.config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
+        on_gpu = self.device.type == "cuda"  # one fused kernel per step there; foreach on the CPU
         self.optimizer = torch.optim.AdamW(
-            params, lr=self.config.lr, weight_decay=self.config.weight_decay, foreach=True
+            params, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=on_gpu, foreach=not on_gpu
         )
         warmup = int(self.config.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -554,8 +561,9 @@ class Trainer:
 
     def close(self) -> Any:
         """Remove LoRA from the shared base model and return it (for the next run in this process)."""
-        base = detach_lora(self.model) if self.ready else self._base
-        self.ready = False
+        model = getattr(self, "model", None)  # set as soon as LoRA is attached, even if setup failed later
+        base = detach_lora(model) if model is not None else (self._base[0] if self._base else None)
+        self.model, self.ready = None, False
         return base
 
 

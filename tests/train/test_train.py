@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.train.conftest import make_take
 from voxspace import checkpoint
-from voxspace.errors import BadHyperparameter, NaNLoss, OutOfGPUMemory
+from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig, Trainer, plan_batches
 
@@ -185,6 +185,8 @@ def test_cancel_keeps_a_usable_checkpoint_that_resumes(tmp_path, takes_dir, base
     assert checkpoint.read_state(tmp_path / "run")["step"] == 2
     model = trainer.close()
 
+    with pytest.raises(BadInput, match="other settings"):  # a checkpoint only resumes with its own settings
+        Trainer(tmp_path / "run", TrainConfig(**FP32, lr=1e-3), takes_dir, base=(model, base[1])).setup()
     resumed = Trainer(tmp_path / "run", base=(model, base[1])).setup()  # config and data from run.json
     assert resumed.step == 2
     summary = resumed.train_slice(budget_s=1e9)
