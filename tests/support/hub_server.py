@@ -182,6 +182,7 @@ class Request:
     body: bytes
     principal: Principal | None
     cookies: dict[str, str] = field(default_factory=dict)
+    repo: str | None = None  # set by handlers whose repo is in the body, for the log
 
     def json(self) -> dict:
         try:
@@ -480,13 +481,13 @@ class HubServer:
             if not m:
                 continue
             groups = {k: unquote(v) if v is not None else None for k, v in m.groupdict().items()}
-            repo = groups.get("repo")
             try:
                 if write:
                     self._gate_write()
-                return getattr(self, name)(req, **groups), repo, write
+                resp = getattr(self, name)(req, **groups)
+                return resp, groups.get("repo") or req.repo, write
             except HttpError as e:
-                return _error(e), repo, write
+                return _error(e), groups.get("repo") or req.repo, write
         return _error(HttpError(404, f"Not found: {req.method} {req.path}")), None, False
 
     def _gate_write(self) -> None:
@@ -561,6 +562,7 @@ class HubServer:
         if repo_type not in URL_PREFIX:
             raise HttpError(400, f"Invalid repo type: {repo_type}")
         name, ns = j.get("name") or "", j.get("organization") or req.principal.username
+        req.repo = f"{ns}/{name}"
         if not NAME_RE.match(name) or "--" in name or ".." in name or name.endswith(".git"):
             raise HttpError(
                 400,
@@ -634,6 +636,7 @@ class HubServer:
         repo_id = (
             f"{j.get('organization') or (req.principal.username if req.principal else '')}/{j.get('name')}"
         )
+        req.repo = repo_id
         with self._lock:
             state = self._can_write(req, repo_type, repo_id)
             self._repos.delete(state)
