@@ -56,10 +56,10 @@ def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train"
             if missing:
                 raise BadInput(f"The dataset has no column {missing[0]!r}. Its columns are: "
                                f"{', '.join(ds.column_names or [])}.", detail=where)
-            if wanted:  # never decode (or download) columns nobody asked for
+            if ds.features:  # remote streams decode media in a thread pool by default: undo that
+                ds = ds.decode(False)
+            if wanted:  # and never read columns nobody asked for
                 ds = ds.select_columns(wanted)
-            if audio_column:
-                ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
             yield from ds
         except (DatasetNotFoundError, FileNotFoundError) as e:
             raise HubError(f"Couldn't find the dataset {repo_id}. Check its id, and that you are "
