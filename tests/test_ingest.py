@@ -264,3 +264,22 @@ def test_import_streams_with_column_mapping_and_caps(tmp_path):
         import_hub_dataset(str(root), text_column="sentence", max_takes=0, save=Collector())
     with pytest.raises(HubError):
         import_hub_dataset(str(tmp_path / "missing"), save=Collector())
+
+
+def test_cli_add_command_saves_through_the_given_store(tmp_path, capsys):
+    import argparse
+
+    from voxspace.ingest import add_upload_command
+
+    wav = speech_file(tmp_path, "a.wav")
+    csv = tmp_path / "t.csv"
+    csv.write_text("file_name,text\na.wav,Call Maria\n")
+    save = Collector()
+    parser = argparse.ArgumentParser()
+    add_upload_command(parser.add_subparsers(dest="cmd", required=True), lambda args: (save, None))
+    args = parser.parse_args(["add", str(wav), str(tmp_path / "missing.wav"), "--transcripts", str(csv),
+                              "--language", "en"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "ok   a.wav" in out and "skip missing.wav" in out and "saved 1 takes" in out
+    assert save.saved[0]["text"] == "Call Maria"

@@ -115,3 +115,17 @@ def test_phrases_from_a_missing_dataset_or_split(hub, granary_repo):
         from_hub_dataset("alice/nope", language="en")
     with pytest.raises(BadInput):
         from_hub_dataset(granary_repo, config="en_demo", split="train", language="en")
+
+
+def test_cli_import_command(hub, hub_tokens, clips_repo, capsys):
+    import argparse
+
+    from voxspace.ingest import add_import_command
+
+    save = Collector()
+    parser = argparse.ArgumentParser()
+    add_import_command(parser.add_subparsers(dest="cmd", required=True),
+                       lambda args: (save, hub_tokens["alice"]))
+    args = parser.parse_args(["import", clips_repo, "--text-column", "sentence", "--max-takes", "1"])
+    assert args.func(args) == 0
+    assert len(save.saved) == 1 and "saved 1 takes" in capsys.readouterr().out

@@ -346,13 +346,47 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
 
 
 # --- CLI glue (wired into `python -m voxspace data` by cli._register_data) --------------------------
-def add_import_command(sub: argparse._SubParsersAction,
-                       connect: Callable[[argparse.Namespace], tuple[Save, str | None]]
-                       ) -> argparse.ArgumentParser:
-    """`data import REPO_ID --audio-column ... --text-column ... [--max-takes N] [--max-minutes M]`.
+Connect = Callable[[argparse.Namespace], tuple[Save, str | None]]
 
-    `connect(args)` returns (the user's TakeStore.save, the token to read the dataset with); the
-    `data` command owns sign-in and the store, this only adds the import itself.
+
+def _print_rows(rows: list[IngestRow]) -> int:
+    kept = [r for r in rows if r.accepted]
+    print(f"saved {len(kept)} takes ({sum(r.duration for r in kept) / 60:.1f} min), "
+          f"rejected {len(rows) - len(kept)}")
+    return 0 if kept or not rows else 1
+
+
+def _print_row(row: IngestRow) -> None:
+    print(("ok   " if row.accepted else "skip ") + row.name + ("" if row.accepted else f": {row.reason}"))
+
+
+def add_upload_command(sub: argparse._SubParsersAction, connect: Connect) -> argparse.ArgumentParser:
+    """`data add FILE_OR_ZIP... [--transcripts t.csv] [--language en]`.
+
+    `connect(args)` returns (the user's TakeStore.save, their token); the `data` command owns
+    sign-in and the store, this only adds the ingest itself.
+    """
+    p = sub.add_parser("add", help="check and save audio files or a zip, with their transcripts")
+    p.add_argument("files", nargs="+", type=Path, help="wav/flac/ogg/mp3 files, zips, csv/tsv/jsonl")
+    p.add_argument("--transcripts", type=Path, default=None, help="csv, tsv or jsonl")
+    p.add_argument("--language", default="", help="for files whose transcript has none")
+
+    def run(args: argparse.Namespace) -> int:
+        save, _ = connect(args)
+        rows = ingest_upload(args.files, transcripts=args.transcripts, language=args.language,
+                             save=save)
+        for row in rows:
+            _print_row(row)
+        return _print_rows(rows)
+
+    p.set_defaults(func=run)
+    return p
+
+
+def add_import_command(sub: argparse._SubParsersAction, connect: Connect) -> argparse.ArgumentParser:
+    """`data import REPO_ID [--audio-column C] [--text-column C] [--max-takes N] [--max-minutes M]`.
+
+    `connect(args)` as for add_upload_command; the token reads the source dataset.
     """
     p = sub.add_parser("import", help="import takes from a Hub audio dataset (streamed)")
     p.add_argument("repo_id", help="dataset id on the Hub, e.g. me/my-recordings")
@@ -367,17 +401,11 @@ def add_import_command(sub: argparse._SubParsersAction,
 
     def run(args: argparse.Namespace) -> int:
         save, token = connect(args)
-        rows = import_hub_dataset(
+        return _print_rows(import_hub_dataset(
             args.repo_id, audio_column=args.audio_column, text_column=args.text_column,
             language_column=args.language_column, language=args.language, config=args.config,
             split=args.split, max_takes=args.max_takes, max_minutes=args.max_minutes,
-            token=token, save=save,
-            progress=lambda r: print(("ok   " if r.accepted else "skip ") + r.name
-                                     + ("" if r.accepted else f": {r.reason}")))
-        kept = [r for r in rows if r.accepted]
-        print(f"imported {len(kept)} takes ({sum(r.duration for r in kept) / 60:.1f} min), "
-              f"rejected {len(rows) - len(kept)}")
-        return 0
+            token=token, save=save, progress=_print_row))
 
     p.set_defaults(func=run)
     return p
