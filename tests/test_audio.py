@@ -183,3 +183,13 @@ def test_clean_samples_are_read_only():
     clean = prepare_take((sr, x))
     with pytest.raises(ValueError):
         clean.samples[0] = 1.0
+
+
+def test_recording_modules_import_no_heavy_libraries():
+    # The Save path must answer fast: torch, transformers, datasets and gradio stay out of it.
+    import sys
+
+    code = ("import sys; import voxspace.audio, voxspace.phrases, voxspace.ingest, voxspace.vad; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
