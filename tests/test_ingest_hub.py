@@ -129,3 +129,19 @@ def test_cli_import_command(hub, hub_tokens, clips_repo, capsys):
     args = parser.parse_args(["import", clips_repo, "--text-column", "sentence", "--max-takes", "1"])
     assert args.func(args) == 0
     assert len(save.saved) == 1 and "saved 1 takes" in capsys.readouterr().out
+
+
+def test_an_explicit_endpoint_wins_over_the_one_datasets_was_imported_with(hub, hub_tokens, clips_repo,
+                                                                          granary_repo, monkeypatch):
+    import datasets.config
+
+    dead = "http://127.0.0.1:9"  # nothing listens there: any request sent to it fails
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", dead)
+    monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL",
+                        dead + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    assert from_hub_dataset(granary_repo, config="fr_demo", split="asr", language="fr", endpoint=hub.url)
+    save = Collector()
+    import_hub_dataset(clips_repo, text_column="sentence", max_takes=1, token=hub_tokens["alice"],
+                       endpoint=hub.url, save=save)
+    assert len(save.saved) == 1
+    assert dead == datasets.config.HF_ENDPOINT  # restored after the stream ends
