@@ -52,6 +52,18 @@ def test_missing_file_is_unreadable(tmp_path):
         prepare_take(tmp_path / "nope.wav")
 
 
+@pytest.mark.parametrize("playlist", ["#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{wav}\n#EXT-X-ENDLIST\n",
+                                      "ffconcat version 1.0\nfile {wav}\n"])
+def test_playlists_cannot_make_ffmpeg_read_server_files(tmp_path, playlist):
+    secret = tmp_path / "secret.wav"
+    x, sr = speech()
+    secret.write_bytes(wav_bytes(x, sr))
+    upload = tmp_path / "take.webm"
+    upload.write_text(playlist.format(wav=secret))
+    with pytest.raises(UnreadableAudio):
+        prepare_take(upload)
+
+
 def test_nan_and_inf_samples_are_rejected():
     x, sr = speech()
     x = x.copy()
