@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from voxspace.errors import BadRepoName
+from voxspace.errors import AuthError, BadRepoName
 from voxspace.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,3 +69,27 @@ def commit(api: HfApi, *, tries: int = 4, **kwargs) -> CommitInfo:
                         tries - 1)
             time.sleep(min(2 ** attempt, 8))
     raise AssertionError("unreachable")
+
+
+@dataclass
+class LocalIdentity:
+    """Stand-in for voxspace.auth.Identity on the command line: the local token and its owner."""
+
+    username: str
+    token: str = field(repr=False)
+    source: str = "env"
+
+
+def local_identity(settings: Settings) -> LocalIdentity:
+    """HF_TOKEN or the cached `hf auth login` token, and the user it belongs to."""
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise AuthError("No Hugging Face token found: set HF_TOKEN or run `hf auth login`.")
+    try:
+        name = HfApi(endpoint=settings.hub_endpoint, token=token).whoami()["name"]
+    except Exception as e:
+        raise AuthError("The Hub refused your token: check HF_TOKEN or log in again.",
+                        detail=type(e).__name__) from None
+    return LocalIdentity(username=name, token=token)
