@@ -65,13 +65,29 @@ def base_model_license(base_model: str, api: HfApi | None = None) -> str:
     """
     if api is not None and is_repo_id(base_model):
         try:
-            info = api.model_info(base_model)
-            lic = getattr(info.card_data, "license", None) if info.card_data else None
-            if isinstance(lic, str) and lic:
+            lic = _declared_license(api, base_model)
+            if lic:
                 return lic
         except Exception as e:  # offline, gated, missing: the fallback below is still correct
             log.info("could not read the license of %s: %s", base_model, type(e).__name__)
     return KNOWN_LICENSES.get(base_model, "other")
+
+
+def _declared_license(api: HfApi, repo_id: str) -> str | None:
+    # model_info carries the card metadata on the Hub; else read the README's front matter itself
+    # (into a throwaway cache: nothing read for one visitor should be served to another).
+    import tempfile
+
+    from huggingface_hub import ModelCard
+
+    info = api.model_info(repo_id)
+    data = info.card_data
+    if data is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = api.hf_hub_download(repo_id, "README.md", cache_dir=tmp)
+            data = ModelCard.load(path).data
+    lic = getattr(data, "license", None)
+    return lic if isinstance(lic, str) and lic else None
 
 
 def usage_snippet(base_model: str, adapter_id: str, language: str | None) -> str:

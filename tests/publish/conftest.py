@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
+from voxspace.hub_compat import LocalIdentity
 from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, EvalReport, RunRecord, TakeResult
 
 LORA_TARGET = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -27,13 +29,8 @@ def make_record(base_model: str = "mistralai/Voxtral-Mini-3B-2507", **overrides)
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
-    from voxspace.devtools.tiny_voxtral import build
-
-    out = tmp_path_factory.mktemp("tiny-voxtral")
-    build(out)
-    return out
+def tiny_model_dir(tiny_voxtral_dir) -> Path:
+    return tiny_voxtral_dir
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +70,33 @@ def speech_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "recording.wav"
     subprocess.run(["espeak-ng", "-w", str(path), "open the door"], check=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def alice(hub, hub_tokens) -> LocalIdentity:
+    return LocalIdentity("alice", hub_tokens["alice"])
+
+
+@pytest.fixture(scope="session")
+def bob(hub, hub_tokens) -> LocalIdentity:
+    return LocalIdentity("bob", hub_tokens["bob"])
+
+
+def unique(name: str) -> str:
+    """Repo names are unique per test: the local Hub lives for the whole session."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def hub_models(hub, hub_tokens, tiny_model_dir, tiny_adapter_dir) -> dict[str, str]:
+    """The tiny base (public) and the tiny adapter (public and private copies) on the local Hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    ids = {"base": "alice/tiny-voxtral", "adapter": "alice/tiny-adapter",
+           "private_adapter": "alice/tiny-adapter-private"}
+    for key, folder in (("base", tiny_model_dir), ("adapter", tiny_adapter_dir),
+                        ("private_adapter", tiny_adapter_dir)):
+        api.create_repo(ids[key], private=key == "private_adapter", exist_ok=True)
+        api.upload_folder(repo_id=ids[key], folder_path=folder)
+    return ids
