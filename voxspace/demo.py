@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxspace.errors import AuthError, NeedsReadToken, PublishError, TokenNotAllowed
-from voxspace.hub_compat import Credentials, commit, hub_api, validate_repo_id
+from voxspace.hub_compat import Credentials, commit_with_retry, hub_api, validate_repo_id
 from voxspace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ def create_demo_space(identity: Credentials, settings: Settings, adapter_id: str
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    adapter_id = validate_repo_id(adapter_id, identity.username)
-    space_id = validate_repo_id(space_id or f"{adapter_id.split('/')[-1]}-demo", identity.username)
+    adapter_id = validate_repo_id(adapter_id, default_namespace=identity.username)
+    space_id = validate_repo_id(space_id or f"{adapter_id.split('/')[-1]}-demo",
+                                default_namespace=identity.username)
     api = hub_api(identity, settings)
 
     try:
@@ -192,9 +193,9 @@ def create_demo_space(identity: Credentials, settings: Settings, adapter_id: str
                     "choose ZeroGPU in the Space's settings.")
             log.warning("%s", note)
 
-    commit(api, repo_id=space_id, repo_type="space",
-           operations=[CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in files.items()],
-           commit_message=f"Demo for {adapter_id} (VoxSpace)")
+    commit_with_retry(api, space_id,
+                      [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in files.items()],
+                      repo_type="space", commit_message=f"Demo for {adapter_id} (VoxSpace)")
     return DemoResult(space_id=space_id, url=space_url(settings, space_id), private=private,
                       hardware=granted, hardware_note=note, read_token_stored=store_token is not None)
 

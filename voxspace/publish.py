@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from voxspace.card import base_model_license, card_files
 from voxspace.errors import NothingToPublish, PublishError
-from voxspace.hub_compat import Credentials, commit, hub_api, validate_repo_id
+from voxspace.hub_compat import Credentials, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
 from voxspace.settings import Settings
 
@@ -135,7 +135,7 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
     run_dir = Path(run_dir)
     files = adapter_files(run_dir)
     record = RunRecord.load(run_dir)
-    repo_id = validate_repo_id(repo_id, identity.username)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
     api = hub_api(identity, settings)
 
     license = base_model_license(record.base_model, api)
@@ -165,8 +165,8 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
                     for f in sorted(Path(tmp).rglob("*")) if f.is_file()]
         say(f"Uploading {len(ops)} files to {repo_id} in one commit…")
         try:
-            info = commit(api, repo_id=repo_id, repo_type="model", operations=ops,
-                          commit_message="Publish adapter and model card (VoxSpace)")
+            info = commit_with_retry(api, repo_id, ops, repo_type="model",
+                                     commit_message="Publish adapter and model card (VoxSpace)")
         except Exception as e:
             raise _hub_error(e, f"Could not upload to {repo_id}") from e
     result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=info.commit_url,

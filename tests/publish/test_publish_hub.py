@@ -74,9 +74,7 @@ def test_license_is_read_from_the_base_repos_card(hub, alice, hub_settings, run_
     assert ModelCard(hub.read_file(res.repo_id, "README.md").decode()).data.license == "cc-by-nc-4.0"
 
 
-def test_a_lost_commit_response_is_retried_without_duplicating(hub, alice, hub_settings, run_dir,
-                                                             monkeypatch):
-    monkeypatch.setattr("voxspace.hub_compat.time.sleep", lambda s: None)
+def test_a_lost_commit_response_is_retried_without_duplicating(hub, alice, hub_settings, run_dir):
     name = unique("voxtral-retry")
     hub.fail_next_commits(1, status=502, after_apply=True)
     res = publish_adapter(run_dir, name, alice, hub_settings)
@@ -98,7 +96,7 @@ def test_merged_model_is_sized_before_it_is_pushed(hub, alice, hub_settings, run
                           progress=said.append)
     files = _user_files(hub, res.repo_id)
     assert {"merged/config.json", "merged/model.safetensors", "merged/tekken.json"} <= files
-    assert PUBLISHED <= files
+    assert files >= PUBLISHED
     size_msgs = [i for i, m in enumerate(said) if "Merging into a bf16 copy" in m]
     upload = next(i for i, m in enumerate(said) if m.startswith("Uploading"))
     assert size_msgs and size_msgs[0] < upload

@@ -35,13 +35,13 @@ def test_a_damaged_adapter_config_is_refused(run_dir):
 @pytest.mark.parametrize("bad", ["", "a/b/c", "alice/has space", "alice/-bad-", "alice/" + "x" * 120])
 def test_bad_repo_names_get_a_sentence(bad):
     with pytest.raises(BadRepoName) as e:
-        validate_repo_id(bad, "alice")
+        validate_repo_id(bad, default_namespace="alice")
     assert "not a valid repository name" in e.value.user_message
 
 
 def test_a_bare_name_goes_into_the_users_namespace():
-    assert validate_repo_id("voxtral-me", "alice") == "alice/voxtral-me"
-    assert validate_repo_id(" org/x ", "alice") == "org/x"
+    assert validate_repo_id("voxtral-me", default_namespace="alice") == "alice/voxtral-me"
+    assert validate_repo_id(" org/x ", default_namespace="alice") == "org/x"
 
 
 def test_merged_size_is_two_bytes_per_base_parameter(tiny_model_dir):
