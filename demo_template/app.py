@@ -32,29 +32,45 @@ LANGUAGES = [("Auto-detect", AUTO), ("English", "en"), ("Spanish", "es"), ("Fren
              ("Portuguese", "pt"), ("Hindi", "hi"), ("German", "de"), ("Dutch", "nl"), ("Italian", "it")]
 
 
-def _explain(what: str, repo_id: str, err: Exception) -> str:
-    """One sentence for the page. The exception text never holds the token; keep only its first line."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    hint = ""
-    if any(s in text for s in ("401", "403", "404", "Repository Not Found", "not found", "gated")):
-        hint = (" It may be private: make it public, or add a read-only token as the Space secret "
-                "ADAPTER_READ_TOKEN, then restart the Space.")
-    return f"Could not load the {what} `{repo_id}`: {type(err).__name__}: {text}.{hint}"
+def _first_line(err: Exception) -> str:
+    # The Hub client's messages never contain the token; one line is enough for the page.
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _check_adapter_readable() -> str | None:
+    """Ask the Hub first, so 'missing' and 'private' get a sentence that says what to do."""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if os.path.isdir(ADAPTER_ID):  # a local folder (running the demo on your own machine)
+        return None
+    try:
+        model_info(ADAPTER_ID, token=READ_TOKEN)
+    except (RepositoryNotFoundError, GatedRepoError):
+        return (f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: it does not exist, or it is private "
+                "and this Space cannot read it. Make the adapter public, or add a read-only token as the "
+                "Space secret ADAPTER_READ_TOKEN, then restart the Space.")
+    except Exception as e:
+        return f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: {_first_line(e)}"
+    return None
 
 
 def load() -> tuple[object, object, str | None]:
     """(processor, model with the adapter, error). On error the model is None: nothing is served."""
     if not ADAPTER_ID:
         return None, None, "This demo has no adapter configured: set the ADAPTER_ID variable."
+    if error := _check_adapter_readable():
+        return None, None, error
     try:
         processor = AutoProcessor.from_pretrained(BASE_MODEL_ID, token=READ_TOKEN)
         base = VoxtralForConditionalGeneration.from_pretrained(BASE_MODEL_ID, dtype=DTYPE, token=READ_TOKEN)
     except Exception as e:
-        return None, None, _explain("base model", BASE_MODEL_ID, e)
+        return None, None, f"Could not load the base model `{BASE_MODEL_ID}`: {_first_line(e)}"
     try:
         model = PeftModel.from_pretrained(base, ADAPTER_ID, token=READ_TOKEN)
     except Exception as e:
-        return None, None, _explain("fine-tuned adapter", ADAPTER_ID, e)
+        return None, None, f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: {_first_line(e)}"
     return processor, model.to(DEVICE).eval(), None
 
 
