@@ -104,6 +104,71 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 def _register_publish(sub: argparse._SubParsersAction) -> None:
     """`publish` and `demo` (Publish issue)."""
+    p = sub.add_parser("publish", help="push a run's adapter and model card to your model repo")
+    p.add_argument("--run", required=True, help="the training run folder (holds summary.json, adapter/)")
+    p.add_argument("--repo", required=True, help="model repo id, e.g. me/voxtral-my-voice")
+    p.add_argument("--public", action="store_true", help="make the repo public (default: private)")
+    p.add_argument("--merged", action="store_true", help="also push a merged bf16 model (several GB)")
+    p.add_argument("--per-take", action="store_true", help="include held-out transcripts in the card")
+    p.set_defaults(func=_cmd_publish)
+
+    d = sub.add_parser("demo", help="create a demo Space for a published adapter")
+    d.add_argument("--adapter", required=True, help="the adapter's model repo id")
+    d.add_argument("--base-model", required=True, help="the base model id the adapter was trained on")
+    d.add_argument("--space", help="Space id (default: <you>/<adapter name>-demo)")
+    d.add_argument("--dataset", help="recordings dataset id, linked from the demo's page")
+    d.add_argument("--public", action="store_true", help="make the Space public (default: private)")
+    d.add_argument("--read-token-env", metavar="VAR",
+                   help="environment variable holding a READ-ONLY token (needed if the adapter is private)")
+    d.add_argument("--no-zero-gpu", action="store_true", help="do not request ZeroGPU hardware")
+    d.add_argument("--no-follow", action="store_true", help="do not wait for the Space to build")
+    d.set_defaults(func=_cmd_demo)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from voxspace.hub_compat import local_identity
+    from voxspace.publish import publish_adapter
+    from voxspace.settings import Settings
+
+    settings = Settings.from_env()
+    res = publish_adapter(args.run, args.repo, local_identity(settings), settings, private=not args.public,
+                          merged=args.merged, include_per_take=args.per_take, progress=print)
+    print(res.url)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from voxspace.demo import create_demo_space, follow_build
+    from voxspace.errors import BadInput
+    from voxspace.hub_compat import local_identity
+    from voxspace.settings import Settings
+
+    read_token = None
+    if args.read_token_env:
+        read_token = os.environ.get(args.read_token_env)
+        if not read_token:
+            raise BadInput(f"The environment variable {args.read_token_env} is empty or not set.")
+    settings = Settings.from_env()
+    identity = local_identity(settings)
+    res = create_demo_space(identity, settings, args.adapter, args.base_model, space_id=args.space,
+                            private=not args.public, read_token=read_token, dataset=args.dataset,
+                            hardware=None if args.no_zero_gpu else "zero-a10g")
+    print(f"Space {res.space_id} ({'private' if res.private else 'public'}), hardware: "
+          f"{res.hardware or 'cpu-basic'}")
+    if res.hardware_note:
+        print(f"note: {res.hardware_note}")
+    status = None
+    if not args.no_follow:
+        for status in follow_build(identity, settings, res.space_id):
+            print(f"  {status.stage}")
+    print(res.url)
+    if status is not None and status.done and not status.ok:
+        print(f"error: the Space stopped at {status.stage}: {status.message or 'see its logs'}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
