@@ -185,6 +185,29 @@ def test_resume_on_sign_in_counts_hub_takes_and_continues_seq(
     assert len(read_folder(hub.checkout(again.repo_id, "dataset"))) == 4
 
 
+def test_resume_on_the_same_disk_reads_only_new_metadata(hub, hub_settings, hub_tokens, take_wav, tmp_path):
+    def metadata_downloads() -> int:
+        return sum(r["method"] == "GET" and r["path"].endswith("metadata.jsonl") for r in hub.requests())
+
+    alice = who("alice", hub_tokens)
+    here = TakeStore.for_identity(hub_settings, alice)
+    for i in range(3):
+        here.save(*take_wav, text=f"take {i}", language="en", phrase_id=f"en-{i}")
+    assert here.flush(30)
+    TakeStore.close_all()
+    # Meanwhile, on another machine: one more take; and one take deleted on the Hub by its owner.
+    other = TakeStore.for_identity(replace(hub_settings, data_dir=tmp_path / "other"), alice)
+    other.save(*take_wav, text="from elsewhere", language="en", phrase_id="en-9")
+    assert other.flush(30)
+    TakeStore.close_all()
+    gone = here.takes()[0]
+    hub_api(alice, hub_settings).delete_folder(gone.folder, repo_id=here.repo_id, repo_type="dataset")
+    before = metadata_downloads()
+    back = TakeStore.for_identity(hub_settings, alice)
+    assert metadata_downloads() == before + 1  # only the take this disk had not seen
+    assert [t.text for t in back.takes()] == ["take 1", "take 2", "from elsewhere"]
+
+
 def test_no_token_keeps_takes_locally_until_pushed(hub, hub_settings, hub_tokens, take_wav):
     local = TakeStore.for_identity(hub_settings, ANONYMOUS)
     assert local.local_only and local.root == local_folder(hub_settings)
