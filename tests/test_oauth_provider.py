@@ -1,14 +1,12 @@
 """gradio's real "Sign in with Hugging Face" flow signs in against the local Hub's OpenID provider.
 
 gradio only uses its real OAuth routes inside a Space (SYSTEM=spaces + SPACE_ID) and reads the
-OAUTH_* variables at import, so the app runs in a subprocess with the Space's environment. The flow
-is followed by hand (its session cookie is `Secure`, which an http client jar would not send back).
+OAUTH_* variables at import, so the app runs in a subprocess with the Space's environment. See
+tests/support/oauth.py for driving the same flow from a browser.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import socket
 import subprocess
@@ -19,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import HfApi
+
+from tests.support.oauth import sign_in, space_oauth_env
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = """
@@ -35,38 +35,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def sign_in(app_url: str, hub_url: str, user: str) -> dict:
-    """Follow /login/huggingface -> hub authorize (as `user`) -> callback; return gradio's oauth_info."""
-    jar: dict[str, dict[str, str]] = {}
-    hub_host = httpx.URL(hub_url).netloc.decode()
-    url = f"{app_url}/login/huggingface"
-    for _ in range(8):
-        host = httpx.URL(url).netloc.decode()
-        cookies = {**jar.get(host, {}), **({"hub_user": user} if host == hub_host else {})}
-        r = httpx.get(url, headers={"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
-        for header in r.headers.get_list("set-cookie"):
-            name, value = header.split(";")[0].split("=", 1)
-            jar.setdefault(host, {})[name] = value
-        if not r.is_redirect:
-            break
-        url = str(httpx.URL(url).join(r.headers["location"]))
-    assert r.status_code == 200, (r.status_code, url)
-    session = jar[httpx.URL(app_url).netloc.decode()]["session"]
-    return json.loads(base64.b64decode(session.split(".")[0] + "==="))["oauth_info"]
-
-
 @pytest.fixture
 def space_app(hub):
     port = _free_port()
-    env = {
-        **os.environ,
-        "SYSTEM": "spaces",
-        "SPACE_ID": "spaceowner/voxspace",
-        "OAUTH_CLIENT_ID": hub.oauth_client_id,
-        "OAUTH_CLIENT_SECRET": hub.oauth_client_secret,
-        "OAUTH_SCOPES": "openid profile write-repos",
-        "OPENID_PROVIDER_URL": hub.url,
-    }
+    env = {**os.environ, **space_oauth_env(hub)}
     proc = subprocess.Popen(
         [sys.executable, "-c", APP, str(port)],
         env=env,
