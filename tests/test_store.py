@@ -342,3 +342,23 @@ def test_no_token_reaches_a_log_or_a_file(hub, hub_settings, hub_tokens, take_wa
         needle = token.encode()
         leaked = [p for p in files if needle in p.read_bytes()]
         assert not leaked, leaked
+
+
+def test_in_a_space_pending_takes_wait_for_their_owner_to_sign_in(hub, hub_settings, hub_tokens, take_wav):
+    from voxspace.store import recover_pending
+
+    space = replace(hub_settings, space_id="spaceowner/voxspace")
+    bob = Identity("bob", hub_tokens["bob"], "oauth")
+    hub.refuse_writes()
+    try:
+        store = TakeStore.for_identity(space, bob)
+        take = store.save(*take_wav, text="saved while the Hub was down", language="en", phrase_id="w")
+        assert not store.flush(0.5)
+    finally:
+        TakeStore.close_all()  # the Space restarts: no process holds bob's token any more
+        hub.allow_writes()
+    assert recover_pending(space) == {}  # nobody's token is stored, so nothing can be pushed yet
+    assert not hub.repo_exists(store.repo_id, "dataset")
+    again = TakeStore.for_identity(space, bob)  # bob signs in again
+    assert again.stats().pending == 1 and again.flush(30)
+    assert [t.take.take_id for t in read_folder(hub.checkout(again.repo_id, "dataset"))] == [take.take_id]

@@ -199,8 +199,8 @@ class TakeStore:
         folder, except in a Space, where an anonymous visitor must sign in (visitors never share a folder).
         """
         if identity.signed_in:
-            repo_id = validate_repo_id(repo_id or default_dataset_repo(identity.username, settings),
-                                       default_namespace=identity.username)
+            default = default_dataset_repo(identity.username, settings)  # vouches for the username too
+            repo_id = validate_repo_id(repo_id or default, default_namespace=identity.username)
         elif settings.in_space:
             raise AuthError("Sign in with Hugging Face to record: your takes go to your own private dataset.")
         else:

@@ -294,7 +294,8 @@ class HubServer:
         for token, name in (users or {}).items():
             self.add_user(token, name, role="read" if token in (read_only_tokens or set()) else "write")
         self._repos = _Repos(self.root)
-        self._lfs_tickets: dict[str, tuple[str, int]] = {}  # ticket -> (sha256, size)
+        # upload ticket -> (sha256, size, who asked, repo): a PUT carries no token, only its ticket
+        self._lfs_tickets: dict[str, tuple[str, int, Principal, str]] = {}
         self._fail_commits: list[tuple[int, bool]] = []  # (status, after_apply) per next commit POST
         self._write_mode = "open"  # open | refuse | pause
         self._writes_open = threading.Event()
@@ -870,7 +871,7 @@ class HubServer:
                 continue
             ticket = secrets.token_urlsafe(16)
             with self._lock:
-                self._lfs_tickets[ticket] = (oid, size)
+                self._lfs_tickets[ticket] = (oid, size, req.principal, repo)
             base = f"{self.url}/{URL_PREFIX[repo_type]}{repo}.git/info/lfs/objects"
             objects.append(
                 {
@@ -897,6 +898,7 @@ class HubServer:
             ticket = self._lfs_tickets.pop(req.arg("ticket") or "", None)
         if ticket is None or ticket[0] != oid:
             raise HttpError(403, "Invalid or expired upload ticket")
+        req.principal, req.repo = ticket[2], ticket[3]  # logged as the user the ticket was issued to
         if len(req.body) != ticket[1] or hashlib.sha256(req.body).hexdigest() != oid:
             raise HttpError(400, "Uploaded content does not match the announced oid/size")
         self._repos.put_object(req.body)
