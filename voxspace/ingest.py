@@ -206,18 +206,20 @@ def _ingest_file(path: Path, name: str, table: dict[str, tuple[str, str | None]]
         return IngestRow(name, False, "No transcript for this file: add a line for it to the "
                          "csv/tsv/jsonl file.", 0.0, "")
     text, file_language = found
-    row = _check_and_save(path, name, text, file_language or language, "upload", save, limits)
-    assert row is not None  # no cap on uploads
-    return row
+    return _check_and_save(path, name, text, file_language or language, "upload", save, limits)
+
+
+class _CapReached(Exception):
+    """The next take would pass an import's max_minutes."""
 
 
 def _check_and_save(source: Any, name: str, text: str, language: str, origin: str, save: Save,
-                    limits: Limits, room_s: float | None = None) -> IngestRow | None:
-    """prepare_take then save; a failure becomes a rejected row. None: no room left under a cap."""
+                    limits: Limits, room_s: float = float("inf")) -> IngestRow:
+    """prepare_take then save; a failure becomes a rejected row (others go on)."""
     try:
         clean = prepare_take(source, limits)
-        if room_s is not None and clean.duration > room_s:
-            return None
+        if clean.duration > room_s:
+            raise _CapReached
         save(clean.wav_bytes(), clean.duration, text=text, language=language, phrase_id="",
              source=origin)
     except VoxSpaceError as e:  # BadAudio, or the store refusing: the row says why, others go on
@@ -309,7 +311,7 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
     upload, so a broken row becomes a rejected row instead of ending the import. The caps count
     accepted takes; a take that would pass max_minutes is not saved.
     """
-    from voxspace.hub_stream import read_audio_bytes, stream_rows
+    from voxspace.hub_stream import stream_rows
 
     for cap, label in ((max_takes, "max_takes"), (max_minutes, "max_minutes")):
         if cap is not None and cap <= 0:
@@ -320,24 +322,11 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
     taken, seconds = 0, 0.0
     for i, row in enumerate(stream_rows(repo_id, config=config, split=split, columns=columns,
                                         audio_column=audio_column, token=token, endpoint=endpoint)):
-        audio = row.get(audio_column) or {}
-        name = PurePosixPath(str(audio.get("path") or f"row-{i}")).name
-        text = " ".join(str(row.get(text_column) or "").split())
+        room_s = float("inf") if max_minutes is None else max_minutes * 60 - seconds
         try:
-            lang = (normalise_language(row.get(language_column)) if language_column else None)
-        except BadInput:
-            lang = None  # a language Voxtral lacks: let it detect
-        if not text:
-            out = IngestRow(name, False, "This row has no transcript.", 0.0, "")
-        else:
-            try:
-                data = read_audio_bytes(audio, token=token, endpoint=endpoint)
-            except VoxSpaceError as e:
-                out = IngestRow(name, False, e.user_message, 0.0, text)
-            else:
-                out = _check_and_save(data, name, text, lang or default_language, "import", save,
-                                      limits, None if max_minutes is None else max_minutes * 60 - seconds)
-        if out is None:  # the next take would pass max_minutes
+            out = _import_row(row, i, audio_column, text_column, language_column, default_language,
+                              save=save, limits=limits, room_s=room_s, token=token, endpoint=endpoint)
+        except _CapReached:
             break
         rows.append(out)
         if progress is not None:
@@ -347,6 +336,28 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
             if max_takes is not None and taken >= max_takes:
                 break
     return rows
+
+
+def _import_row(row: dict[str, Any], index: int, audio_column: str, text_column: str,
+                language_column: str | None, default_language: str, *, save: Save, limits: Limits,
+                room_s: float, token: str | None, endpoint: str | None) -> IngestRow:
+    from voxspace.hub_stream import read_audio_bytes
+
+    audio = row.get(audio_column) or {}
+    name = PurePosixPath(str(audio.get("path") or f"row-{index}")).name
+    text = " ".join(str(row.get(text_column) or "").split())
+    if not text:
+        return IngestRow(name, False, "This row has no transcript.", 0.0, "")
+    try:
+        language = normalise_language(row.get(language_column)) if language_column else None
+    except BadInput:
+        language = None  # a language Voxtral lacks: let it detect
+    try:
+        data = read_audio_bytes(audio, token=token, endpoint=endpoint)
+    except VoxSpaceError as e:
+        return IngestRow(name, False, e.user_message, 0.0, text)
+    return _check_and_save(data, name, text, language or default_language, "import", save, limits,
+                           room_s)
 
 
 # --- CLI glue -------------------------------------------------------------------------------------
