@@ -7,7 +7,9 @@ frame counts as speech only if the VAD says so AND a voiced frame (a pitch-like 
 noise lacks) lies within `hangover_s`: consonants next to vowels are kept, noise on its own is not.
 
     cfg = VadConfig(silence_stop_s=1.5)
-    if should_stop(buffer, 48_000, cfg): stop_recording()
+    if should_stop(buffer, 48_000, cfg): stop_recording()      # a whole buffer
+    det = StopDetector(48_000, cfg)                             # or streamed, chunk by chunk
+    if det.feed(chunk): stop_recording()
 """
 
 from __future__ import annotations
