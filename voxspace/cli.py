@@ -100,6 +100,9 @@ def _data_push(args: argparse.Namespace) -> int:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`train` and `evaluate` (Train issue)."""
+    from voxspace.train_cli import register
+
+    register(sub)
 
 
 def _register_publish(sub: argparse._SubParsersAction) -> None:
