@@ -35,6 +35,7 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public", action="store_true", help="make the repo public (default: private)")
     p.add_argument("--merged", action="store_true", help="also push a merged bf16 model (several GB)")
     p.add_argument("--per-take", action="store_true", help="include held-out transcripts in the card")
+    p.add_argument("--preview", action="store_true", help="print the model card and push nothing")
     p.set_defaults(func=_cmd_publish)
 
     d = sub.add_parser("demo", help="create a demo Space for a published adapter")
@@ -51,11 +52,19 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from voxspace.hub_compat import local_identity
-    from voxspace.publish import publish_adapter
+    from voxspace.card import preview_card
+    from voxspace.hub_compat import hub_api, local_identity, validate_repo_id
+    from voxspace.publish import adapter_files, publish_adapter
     from voxspace.settings import Settings
 
     settings = Settings.from_env()
+    if args.preview:
+        adapter_files(args.run)  # the same checks as a real publish
+        identity = local_identity(settings)
+        repo_id = validate_repo_id(args.repo, default_namespace=identity.username)
+        print(preview_card(args.run, repo_id, api=hub_api(identity, settings), private=not args.public,
+                           include_per_take=args.per_take))
+        return 0
     res = publish_adapter(args.run, args.repo, local_identity(settings), settings, private=not args.public,
                           merged=args.merged, include_per_take=args.per_take, progress=print)
     print(res.url)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files
+from voxspace.card import base_model_license, card_files, is_repo_id
 from voxspace.errors import NothingToPublish, PublishError
 from voxspace.hub_compat import Credentials, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
@@ -63,6 +63,17 @@ def adapter_files(run_dir: Path) -> dict[str, Path]:
         raise NothingToPublish("The adapter's configuration file is damaged; train again.",
                                detail=str(e)) from e
     return {name: adapter / name for name in ADAPTER_FILES}
+
+
+def published_adapter_config(path: Path, base_model: str) -> bytes:
+    """adapter_config.json as published: `base_model_name_or_path` names the base repo id.
+
+    Training may have loaded the base from a local folder or cache, whose path (with the user's
+    home directory in it) means nothing to a reader and should not leave the machine.
+    """
+    config = json.loads(Path(path).read_text())
+    config["base_model_name_or_path"] = base_model if is_repo_id(base_model) else None
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 
 def format_bytes(n: int) -> str:
@@ -140,7 +151,11 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
 
     license = base_model_license(record.base_model, api)
     card = card_files(run_dir, repo_id, license=license, private=private, include_per_take=include_per_take)
-    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    ops = [CommitOperationAdd(path_in_repo="adapter_config.json",
+                              path_or_fileobj=published_adapter_config(files["adapter_config.json"],
+                                                                       record.base_model)),
+           CommitOperationAdd(path_in_repo="adapter_model.safetensors",
+                              path_or_fileobj=str(files["adapter_model.safetensors"]))]
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
             for name, data in card.as_repo_files().items()]
 

@@ -38,6 +38,11 @@ def test_publish_pushes_adapter_and_card_privately_in_one_commit(hub, alice, hub
     assert set(hub.commits(res.repo_id)[-1]["files"]) >= PUBLISHED  # everything in that one commit
     assert hub.read_file(res.repo_id, "adapter_model.safetensors") == \
         (run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+    pushed_cfg = json.loads(hub.read_file(res.repo_id, "adapter_config.json"))
+    local_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert pushed_cfg["base_model_name_or_path"] == "mistralai/Voxtral-Mini-3B-2507"
+    assert {k: v for k, v in pushed_cfg.items() if k != "base_model_name_or_path"} == \
+        {k: v for k, v in local_cfg.items() if k != "base_model_name_or_path"}
 
     card = ModelCard(hub.read_file(res.repo_id, "README.md").decode())
     ev = RunRecord.load(run_dir).eval
