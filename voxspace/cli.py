@@ -20,7 +20,82 @@ log = logging.getLogger("voxspace")
 
 
 def _register_data(sub: argparse._SubParsersAction) -> None:
-    """`data add|import|stats` (Record issue)."""
+    """`data add|import|stats|push` (Record issue): the same TakeStore the Record tab uses."""
+    data = sub.add_parser("data", help="your recordings: add, import, stats, push")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    def with_repo(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--repo", help="dataset repo (default <you>/voxspace-recordings)")
+        return p
+
+    add = with_repo(dsub.add_parser("add", help="check one audio file and save it as a take"))
+    add.add_argument("file", help="wav, flac, ogg, mp3, webm...")
+    add.add_argument("--text", required=True, help="what is said in the file")
+    add.add_argument("--language", default="", help="en, es, fr, pt, hi, de, nl, it (empty: auto)")
+    add.add_argument("--phrase-id", default="", help="the phrase id, if it came from a phrase list")
+    add.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the push")
+    add.set_defaults(func=_data_add)
+
+    stats = with_repo(dsub.add_parser("stats", help="takes, minutes of speech, splits, pending pushes"))
+    stats.set_defaults(func=_data_stats)
+
+    push = with_repo(dsub.add_parser("push", help="push pending takes (and local no-token takes) now"))
+    push.add_argument("--folder", help="a folder of takes recorded with no token (default: the local one)")
+    push.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the push")
+    push.set_defaults(func=_data_push)
+
+
+def _store(args: argparse.Namespace):
+    from voxspace.auth import resolve_identity
+    from voxspace.settings import Settings
+    from voxspace.store import TakeStore
+
+    settings = Settings.from_env()
+    return TakeStore.for_identity(settings, resolve_identity(settings), args.repo)
+
+
+def _print_stats(store) -> None:
+    s = store.stats()
+    where = f"in {s.location} (local only: sign in or set HF_TOKEN, then `data push`)" if s.local_only \
+        else f"in {s.location}"
+    print(f"{s.takes} takes, {s.minutes:.1f} min of speech ({s.train} train, {s.test} test) {where}")
+    if s.pending:
+        print(f"{s.pending} takes saved here, not yet on the Hub")
+    if s.last_error:
+        print(f"last push problem: {s.last_error}")
+
+
+def _data_add(args: argparse.Namespace) -> int:
+    from voxspace.audio import prepare_take
+
+    store = _store(args)
+    clean = prepare_take(args.file, store.settings.limits)
+    take = store.save(clean.wav_bytes(), clean.duration, text=args.text, language=args.language,
+                      phrase_id=args.phrase_id, source="upload")
+    print(f"saved take {take.take_id} ({take.duration:.1f} s, {take.split})")
+    if not store.local_only and not store.flush(args.timeout):
+        print("not on the Hub yet: it stays saved here and is pushed on the next run", file=sys.stderr)
+    _print_stats(store)
+    return 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    _print_stats(_store(args))
+    return 0
+
+
+def _data_push(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if store.local_only:
+        from voxspace.errors import AuthError
+
+        raise AuthError("Pushing needs a Hugging Face token: set HF_TOKEN or run `hf auth login`.")
+    moved = store.push_local_folder(args.folder)
+    if moved:
+        print(f"moved {moved} local takes into the push queue")
+    ok = store.flush(args.timeout)
+    _print_stats(store)
+    return 0 if ok else 1
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
