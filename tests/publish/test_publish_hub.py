@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from voxspace.card import BASE_CONFIG, TUNED_CONFIG, extract_snippet
-from voxspace.errors import PublishError
+from voxspace.errors import VoxSpaceError
 from voxspace.publish import publish_adapter
 from voxspace.run_record import RunRecord
 
@@ -88,9 +88,9 @@ def test_a_lost_commit_response_is_retried_without_duplicating(hub, alice, hub_s
 
 
 def test_writing_into_someone_elses_namespace_is_a_clear_error(hub, alice, hub_settings, run_dir):
-    with pytest.raises(PublishError) as e:
+    with pytest.raises(VoxSpaceError) as e:
         publish_adapter(run_dir, f"bob/{unique('stolen')}", alice, hub_settings)
-    assert "Could not create the model repo" in e.value.user_message
+    assert e.value.user_message.startswith("Could not create the model repo bob/")
     assert alice.token not in str(e.value)
 
 
