@@ -20,33 +20,24 @@ from voxspace.ui.session import Session
 
 log = logging.getLogger(__name__)
 
-RESULT_HEADERS = ["File", "Result", "Why", "Seconds", "Transcript"]
-
-
-def rows_table(rows: list[ingest.IngestRow]) -> list[list[Any]]:
-    return [[r.name, "accepted" if r.accepted else "rejected", r.reason or "", round(r.duration or 0.0, 2),
-             r.text or ""] for r in rows]
+RESULT_HEADERS = ingest.as_table([])[0]
 
 
 def summary(rows: list[ingest.IngestRow]) -> str:
     ok = sum(r.accepted for r in rows)
-    return f"{ok} of {len(rows)} added; {len(rows) - ok} rejected (see the table for why)."
+    return f"{ok} of {len(rows)} added; {len(rows) - ok} rejected (the table says why)."
 
 
 def _result(rows: list[ingest.IngestRow]) -> tuple[str, list[list[Any]]]:
     kind = "saved" if any(r.accepted for r in rows) else "rejected"
-    return status_html(kind, summary(rows)), rows_table(rows)
+    return status_html(kind, summary(rows)), ingest.as_table(rows)[1]
 
 
 def set_custom_phrases(sess: Session, text: str, file: str | None) -> str:
     """Use the visitor's own phrases (pasted lines, or a .txt file) instead of the bundled list."""
-    if file:
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return status_html("rejected", "That file is not a UTF-8 text file with one phrase per line.")
+    source: str | bytes = Path(file).read_bytes() if file else (text or "")
     try:
-        custom = phrases.parse_custom(text or "", sess.language)
+        custom = phrases.parse_custom(source, sess.language)
     except VoxSpaceError as e:
         return status_html("rejected", e.user_message)
     if not custom:
@@ -77,14 +68,19 @@ def import_dataset(sess: Session, repo_id: str, audio_col: str, text_col: str, l
     if not sess.can_record:
         return status_html("info", "Sign in with Hugging Face first."), []
     progress(0, desc="Connecting to the dataset…")
+    seen: list[ingest.IngestRow] = []
 
-    def report(done: int, total: int | None = None) -> None:
-        progress((done, total) if total else done, desc=f"{done} takes imported", unit="takes")
+    def report(row: ingest.IngestRow) -> None:
+        seen.append(row)
+        ok = sum(r.accepted for r in seen)
+        goal = int(max_takes) if max_takes else None
+        progress((ok, goal) if goal else None, desc=f"{ok} imported, {len(seen) - ok} rejected",
+                 unit="takes")
 
     try:
         rows = ingest.import_hub_dataset(
             (repo_id or "").strip(), audio_column=audio_col or "audio", text_column=text_col or "text",
-            language_column=lang_col or None, language=language or "", config=config or None,
+            language_column=lang_col or None, language=language or None, config=config or None,
             split=split or "train", max_takes=int(max_takes) if max_takes else None,
             max_minutes=float(max_minutes) if max_minutes else None, token=sess.identity.token,
             endpoint=sess.settings.hub_endpoint, save=sess.store.save, progress=report)

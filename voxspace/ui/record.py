@@ -113,8 +113,9 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     sess.last_take_id = take.take_id
     sess.spoken_s_since_rest += clean.duration
     sess.skipped.discard(phrase.phrase_id)
-    sess.advance(_done_ids(sess) | {phrase.phrase_id})
-    message = f"Take saved ({clean.duration:.1f} s). Here is the next phrase."
+    stats = sess.store.stats()
+    sess.advance(set(stats.done_phrase_ids) | {phrase.phrase_id})
+    message = f"Take {stats.takes} saved ({clean.duration:.1f} s). Here is the next phrase."
     reminder = rest_reminder(sess.spoken_s_since_rest)
     if reminder:
         message += " " + reminder
