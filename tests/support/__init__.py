@@ -1,0 +1,1 @@
+"""Test-only support code: the local Hub-API server the whole suite talks to."""

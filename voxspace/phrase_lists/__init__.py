@@ -1,0 +1,1 @@
+"""Bundled phrase lists, one sentence a line (append-only: ids are line numbers)."""
