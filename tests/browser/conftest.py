@@ -122,6 +122,16 @@ def space_env(hub, workdir: Path) -> dict[str, str]:
     return env
 
 
+def local_env(hub, workdir: Path, token: str) -> dict[str, str]:
+    """The app run on someone's own machine with their token in HF_TOKEN (no Space, no OAuth)."""
+    env = space_env(hub, workdir)
+    for var in ("SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES",
+                "OPENID_PROVIDER_URL"):
+        env.pop(var)
+    env["HF_TOKEN"] = token
+    return env
+
+
 def _espeak(text: str, out: Path, *, pad_after_s: float = 0.0) -> Path:
     raw = out.with_name(out.stem + "-raw.wav")
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)

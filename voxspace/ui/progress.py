@@ -65,6 +65,10 @@ def status_html(kind: str, message: str, *, rest: bool = False) -> str:
             f'class="vx-shape">{shape}</span> <strong>{label}:</strong> {escape(message)}</div>')
 
 
+LOADING_PHRASE = ('<div class="vx-phrase vx-loading"><p class="vx-phrase-label">Loading your phrases…'
+                  "</p></div>")
+
+
 def phrase_html(text: str | None, language: str = "") -> str:
     if text is None:
         return ('<div class="vx-phrase"><p class="vx-phrase-text">You have read every phrase in this '

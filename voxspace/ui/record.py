@@ -16,7 +16,7 @@ from voxspace import audio
 from voxspace.errors import BadAudio, VoxSpaceError
 from voxspace.settings import LANGUAGES, Settings
 from voxspace.ui import bulk, handsfree
-from voxspace.ui.progress import phrase_html, progress_html, rest_reminder, status_html
+from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _done_ids(sess: Session) -> set[str]:
 def refresh(sess: Session | None, language: str) -> tuple[str, str, str]:
     """(phrase, progress, status) for a fresh page or a new language / phrase list."""
     if sess is None:
-        return phrase_html(None), "", status_html("info", "Loading your progress…")
+        return LOADING_PHRASE, "", status_html("info", "Loading your progress…")
     sess.language = language if language in LANGUAGES else "en"
     sess.advance(_done_ids(sess))
     if not sess.can_record:
@@ -115,6 +115,9 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     sess.skipped.discard(phrase.phrase_id)
     stats = sess.store.stats()
     sess.advance(set(stats.done_phrase_ids) | {phrase.phrase_id})
+    log.info("take %s saved; next phrase %s (%d done, %d skipped, language %s, %d custom)", take.take_id,
+             sess.current and sess.current.phrase_id, len(stats.done_phrase_ids), len(sess.skipped),
+             sess.language, len(sess.custom))
     message = f"Take {stats.takes} saved ({clean.duration:.1f} s). Here is the next phrase."
     reminder = rest_reminder(sess.spoken_s_since_rest)
     if reminder:
@@ -133,7 +136,7 @@ def build(settings: Settings, session: gr.State) -> RecordTab:
     with gr.Row(equal_height=True):
         hf_on = gr.Checkbox(False, label="Hands-free mode (H)", elem_id="handsfree-toggle")
         keys_on = gr.Checkbox(True, label="Single-key shortcuts", elem_id="shortcuts-toggle")
-    phrase = gr.HTML(phrase_html(None), elem_id="phrase")
+    phrase = gr.HTML(LOADING_PHRASE, elem_id="phrase")
     gr.HTML(STATE_BADGE_HTML, elem_id="rec-state-box")
     take_audio = gr.Audio(sources=["microphone"], type="filepath", label="Your recording",
                           elem_id="take-audio", editable=False, buttons=[])
