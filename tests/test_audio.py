@@ -52,6 +52,18 @@ def test_missing_file_is_unreadable(tmp_path):
         prepare_take(tmp_path / "nope.wav")
 
 
+@pytest.mark.parametrize("playlist", ["#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{wav}\n#EXT-X-ENDLIST\n",
+                                      "ffconcat version 1.0\nfile {wav}\n"])
+def test_playlists_cannot_make_ffmpeg_read_server_files(tmp_path, playlist):
+    secret = tmp_path / "secret.wav"
+    x, sr = speech()
+    secret.write_bytes(wav_bytes(x, sr))
+    upload = tmp_path / "take.webm"
+    upload.write_text(playlist.format(wav=secret))
+    with pytest.raises(UnreadableAudio):
+        prepare_take(upload)
+
+
 def test_nan_and_inf_samples_are_rejected():
     x, sr = speech()
     x = x.copy()
@@ -183,3 +195,13 @@ def test_clean_samples_are_read_only():
     clean = prepare_take((sr, x))
     with pytest.raises(ValueError):
         clean.samples[0] = 1.0
+
+
+def test_recording_modules_import_no_heavy_libraries():
+    # The Save path must answer fast: torch, transformers, datasets and gradio stay out of it.
+    import sys
+
+    code = ("import sys; import voxspace.audio, voxspace.phrases, voxspace.ingest, voxspace.vad; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
