@@ -51,8 +51,11 @@ def on_chunk(sess: Session | None, chunk: tuple[int, np.ndarray] | None, silence
     sess.chunk_sr = sr
     sess.chunks.append(_mono_float(data))
     captured = np.concatenate(sess.chunks)
-    too_long = len(captured) / sr >= sess.settings.limits.max_take_s
-    if too_long or vad.should_stop(captured, sr, vad.VadConfig(silence_stop_s=float(silence_s))):
+    seconds = len(captured) / sr
+    cfg = vad.VadConfig(silence_stop_s=float(silence_s))
+    # No take can be over before speech + silence have both been heard: skip the VAD until then.
+    done = seconds >= cfg.min_speech_s + cfg.silence_stop_s and vad.should_stop(captured, sr, cfg)
+    if done or seconds >= sess.settings.limits.max_take_s:
         return f"stop-{len(sess.chunks)}"
     return gr.skip()
 
