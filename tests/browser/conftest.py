@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SENTENCE = "the quick brown fox jumps over the lazy dog"
 SPACE_ID = "voxspace-tests/voxspace"
 START_TIMEOUT_S = 120  # gradio's import alone takes ~10 s on a loaded 2-core machine
+expect.set_options(timeout=30_000)  # page updates wait on a busy 2-core server, never on a clock
 
 
 def chromium_args(fake_mic: str) -> list[str]:

@@ -30,6 +30,7 @@ def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hu
             read.append(pages.phrase(page))
             pages.record(page, 2.0)
             pages.save(page)  # acknowledged
+            expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])
         expect(page.locator("#progress")).to_contain_text("waiting to upload")
         ctx.close()
         app.kill()

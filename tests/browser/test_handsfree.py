@@ -25,7 +25,7 @@ def test_one_take_hands_free_stops_on_silence_and_is_saved(launch_browser, speec
         expect(page.locator("#vx-rec-state")).to_contain_text("Recording", timeout=15_000)
         # Nobody presses Stop: the silence after the sentence ends the take.
         expect(page.locator("#take-status")).to_contain_text("saved (", timeout=30_000)
-        assert pages.phrase(page) != text
+        expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(text)
         expect(page.locator("#vx-countdown")).to_contain_text("Recording in")  # on to the next phrase
         page.keyboard.press("h")  # off again before the next take starts
         takes = pages.wait_for_takes(hub, REPO, before + 1)
