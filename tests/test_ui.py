@@ -160,3 +160,34 @@ def test_the_page_builds_without_a_token_and_without_heavy_libraries(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+# --- the other ways in: own phrases, uploads ---------------------------------------------------
+def test_own_phrases_replace_the_bundled_list(space_settings, hub_tokens, tmp_path):
+    from voxspace.ui.bulk import set_custom_phrases
+    from voxspace.ui.record import refresh
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    pasted = "Metoprolol twice a day\n\nCall Dr Okafor\n"
+    assert "Using your 2 phrases" in set_custom_phrases(sess, pasted, None)
+    phrase_html, *_ = refresh(sess, "en")
+    assert "Metoprolol twice a day" in phrase_html
+    binary = tmp_path / "phrases.txt"
+    binary.write_bytes(b"\x00\x01\x02\xff" * 50)
+    assert "Not saved" in set_custom_phrases(sess, "", str(binary))  # explained, not a traceback
+    assert [p.text for p in sess.custom] == ["Metoprolol twice a day", "Call Dr Okafor"]
+
+
+def test_upload_reports_each_file(space_settings, hub_tokens, speech, tmp_path):
+    from voxspace.ui.bulk import upload_files
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    (tmp_path / "good.wav").write_bytes(_wav(*speech))
+    (tmp_path / "bad.wav").write_bytes(b"this is not audio")
+    (tmp_path / "t.csv").write_text("file_name,text\ngood.wav,hello there\nbad.wav,never mind\n")
+    status, table = upload_files(sess, [str(tmp_path / "good.wav"), str(tmp_path / "bad.wav")],
+                                 str(tmp_path / "t.csv"), "en")
+    assert "1 of 2 added" in status
+    by_name = {row[0]: row for row in table}
+    assert by_name["good.wav"][1] == "accepted" and by_name["bad.wav"][1].startswith("rejected: ")
+    assert [t.text for t in sess.store.takes()] == ["hello there"]
