@@ -106,3 +106,23 @@ def test_three_takes_with_the_keyboard_alone(alice, hub):
     assert page.evaluate("document.getElementById('vx-live').textContent").strip()
     takes = pages.wait_for_takes(hub, repo, before + 3)
     assert [t.take.text for t in takes[-3:]] == read
+
+
+def test_upload_many_files_shows_what_was_accepted_and_why_not(alice, hub, speech_wav, tmp_path):
+    page = alice
+    (tmp_path / "bad.wav").write_bytes(b"definitely not audio")
+    good = tmp_path / "good.wav"
+    good.write_bytes(speech_wav.read_bytes())
+    (tmp_path / "t.csv").write_text("file_name,text\ngood.wav,the quick brown fox\nbad.wav,broken\n")
+    before = len(pages.takes_in_repo(hub, REPO.format("alice")))
+    page.get_by_role("button", name="Upload recordings you already have").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(good), str(tmp_path / "bad.wav")])
+    page.locator("#upload-transcripts input[type=file]").set_input_files(str(tmp_path / "t.csv"))
+    expect(page.locator("#upload-transcripts")).to_contain_text("t.csv")
+    page.locator("#upload-btn").click()
+    expect(page.locator("#upload-status")).to_contain_text("1 of 2 added")
+    table = page.locator("#upload-results")
+    expect(table).to_contain_text("accepted")
+    expect(table).to_contain_text("rejected: ")
+    takes = pages.wait_for_takes(hub, REPO.format("alice"), before + 1)
+    assert takes[-1].take.text == "the quick brown fox" and takes[-1].take.source == "upload"
