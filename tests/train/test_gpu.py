@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from voxspace import checkpoint, gpu
 from voxspace.errors import Busy, QuotaExceeded, SliceTimeout
 from voxspace.model import ModelConfig
-from voxspace.train import Trainer, TrainConfig
+from voxspace.train import TrainConfig, Trainer
 
 
 @pytest.fixture
