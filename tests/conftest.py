@@ -97,7 +97,9 @@ def hub_settings(hub, tmp_path):
     """Settings pointing at the local Hub, with a private data dir and short push backoff."""
     from voxspace.settings import Settings
 
-    return Settings(data_dir=tmp_path / "voxspace-data", hub_endpoint=hub.url, push_retry_max_s=0.5)
+    # A repo name of its own per test: the session's Hub is shared, takes must not pile up across tests.
+    return Settings(data_dir=tmp_path / "voxspace-data", hub_endpoint=hub.url, push_retry_max_s=0.5,
+                    dataset_repo_name=f"voxspace-recordings-{secrets.token_hex(4)}")
 
 
 @pytest.fixture(scope="session")

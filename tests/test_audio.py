@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.signals import silence, speech, tone, wav_bytes
+from tests.signals import silence, speech, tone, wav_bytes, white_noise
 from voxspace.audio import CleanAudio, decode, prepare_take
 from voxspace.errors import (
     BadAudio,
@@ -50,6 +50,18 @@ def test_empty_file_is_unreadable(tmp_path):
 def test_missing_file_is_unreadable(tmp_path):
     with pytest.raises(UnreadableAudio):
         prepare_take(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize("playlist", ["#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{wav}\n#EXT-X-ENDLIST\n",
+                                      "ffconcat version 1.0\nfile {wav}\n"])
+def test_playlists_cannot_make_ffmpeg_read_server_files(tmp_path, playlist):
+    secret = tmp_path / "secret.wav"
+    x, sr = speech()
+    secret.write_bytes(wav_bytes(x, sr))
+    upload = tmp_path / "take.webm"
+    upload.write_text(playlist.format(wav=secret))
+    with pytest.raises(UnreadableAudio):
+        prepare_take(upload)
 
 
 def test_nan_and_inf_samples_are_rejected():
@@ -183,3 +195,28 @@ def test_clean_samples_are_read_only():
     clean = prepare_take((sr, x))
     with pytest.raises(ValueError):
         clean.samples[0] = 1.0
+
+
+def test_recording_modules_import_no_heavy_libraries():
+    # The Save path must answer fast: torch, transformers, datasets and gradio stay out of it.
+    import sys
+
+    code = ("import sys; import voxspace.audio, voxspace.phrases, voxspace.ingest, voxspace.vad; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("spoil", ["dc_offset", "noise_floor"])
+def test_trimming_survives_dc_offset_and_background_noise(spoil):
+    x, sr = speech()
+    loud = np.flatnonzero(np.abs(x) > 1e-3)
+    x = x[loud[0]: loud[-1] + 1]
+    take = padded(x, sr, before=2, after=2)
+    if spoil == "dc_offset":
+        take = take + 0.05
+    else:
+        take = take + white_noise(len(take) / sr + 1, sr, dbfs=-50)[: len(take)]
+    clean = prepare_take((sr, take.astype(np.float32)))
+    assert len(x) / sr < clean.duration < len(x) / sr + 0.5  # 4 s of padding gone, no speech lost
+    assert abs(float(clean.samples.mean())) < 0.01

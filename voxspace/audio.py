@@ -106,9 +106,11 @@ def _ffmpeg_to_wav(data: bytes) -> bytes:
     if exe is None:
         raise RuntimeError("format not readable by soundfile and no ffmpeg binary on PATH")
     try:
-        proc = subprocess.run([exe, "-nostdin", "-v", "error", "-i", "pipe:0", "-vn", "-f", "wav",
-                               "-c:a", "pcm_f32le", "pipe:1"], input=data, capture_output=True,
-                              timeout=FFMPEG_TIMEOUT_S, check=False)
+        # Only the pipe may be opened: an uploaded playlist (m3u8, ffconcat) must not make ffmpeg
+        # read the server's own files or URLs.
+        proc = subprocess.run([exe, "-nostdin", "-v", "error", "-protocol_whitelist", "pipe",
+                               "-i", "pipe:0", "-vn", "-f", "wav", "-c:a", "pcm_f32le", "pipe:1"],
+                              input=data, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S} s") from e
     if proc.returncode != 0 or not proc.stdout:
@@ -146,7 +148,7 @@ def prepare_take(source: AudioSource, limits: Limits = DEFAULT_LIMITS) -> CleanA
     mono = samples.mean(axis=1) if samples.ndim == 2 else samples
     if sr != limits.sample_rate:
         mono = soxr.resample(mono, sr, limits.sample_rate, quality="HQ")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    mono = np.ascontiguousarray(mono - mono.mean(), dtype=np.float32)  # a mic's DC offset is not sound
 
     span = _voiced_span(mono, limits.sample_rate)
     if span is None:

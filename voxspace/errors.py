@@ -96,3 +96,20 @@ class NaNLoss(TrainError):
 
 class Busy(TrainError):
     """Another training run holds the GPU; the message says the person's place in the queue."""
+
+
+# --- publishing and the demo Space (voxspace.publish, voxspace.demo) ----------------------------
+class PublishError(VoxSpaceError):
+    """Publishing the adapter or creating its demo failed in a way the person can act on."""
+
+
+class NothingToPublish(PublishError):
+    """The run folder holds no finished adapter (or no summary) to push."""
+
+
+class NeedsReadToken(PublishError):
+    """The adapter is private and no read-only token was given for the demo to read it with."""
+
+
+class TokenNotAllowed(AuthError):
+    """A token that must never be stored in a demo (write, OAuth, or the app's own token)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from voxspace.errors import BadInput, HubError
 
-_endpoint_lock = threading.Lock()
+_endpoint_lock = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -36,12 +36,12 @@ def _endpoint(endpoint: str | None) -> Iterator[None]:
 
 def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train",
                 columns: tuple[str, ...] = (), audio_column: str | None = None,
-                sample_rate: int = 16_000, token: str | None = None,
-                endpoint: str | None = None) -> Iterator[dict[str, Any]]:
+                token: str | None = None, endpoint: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield rows one by one; `columns` must exist (BadInput names the ones that do).
 
-    `audio_column`, when given, is decoded and resampled to `sample_rate` by datasets' Audio
-    feature (torchcodec + ffmpeg), so rows carry {"array", "sampling_rate"} there.
+    `audio_column`, when given, is left undecoded ({"bytes", "path"}; see read_audio_bytes):
+    voxspace.audio decodes every take the same way, and one broken file then rejects one row
+    instead of ending the stream inside datasets' decoder.
     """
     import datasets
     from datasets.exceptions import DatasetNotFoundError
@@ -51,15 +51,15 @@ def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train"
     with _endpoint(endpoint):
         try:
             ds = datasets.load_dataset(repo_id, config, split=split, streaming=True, token=token)
-            missing = [c for c in columns if ds.column_names is not None and c not in ds.column_names]
+            wanted = list(dict.fromkeys([*columns, *([audio_column] if audio_column else [])]))
+            missing = [c for c in wanted if ds.column_names is not None and c not in ds.column_names]
             if missing:
                 raise BadInput(f"The dataset has no column {missing[0]!r}. Its columns are: "
                                f"{', '.join(ds.column_names or [])}.", detail=where)
-            wanted = list(dict.fromkeys([*columns, *([audio_column] if audio_column else [])]))
-            if wanted:  # never decode (or download) columns nobody asked for
+            if ds.features:  # remote streams decode media in a thread pool by default: undo that
+                ds = ds.decode(False)
+            if wanted:  # and never read columns nobody asked for
                 ds = ds.select_columns(wanted)
-            if audio_column:
-                ds = ds.cast_column(audio_column, datasets.Audio(sampling_rate=sample_rate))
             yield from ds
         except (DatasetNotFoundError, FileNotFoundError) as e:
             raise HubError(f"Couldn't find the dataset {repo_id}. Check its id, and that you are "
@@ -71,3 +71,23 @@ def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train"
         except ValueError as e:  # unknown config or split
             raise BadInput(f"Couldn't open {repo_id} with that config and split: {e}".split("\n")[0],
                            detail=where) from e
+
+
+def read_audio_bytes(value: dict[str, Any], *, token: str | None = None,
+                     endpoint: str | None = None) -> bytes:
+    """The encoded file behind an undecoded Audio cell: inline bytes, or the file it points to."""
+    from datasets import DownloadConfig
+    from datasets.utils.file_utils import xopen
+
+    if value.get("bytes"):
+        return bytes(value["bytes"])
+    path = value.get("path")
+    if not path:
+        raise BadInput("This row has no audio.")
+    with _endpoint(endpoint):
+        try:
+            with xopen(path, "rb", download_config=DownloadConfig(token=token)) as f:
+                return f.read()
+        except (OSError, ValueError) as e:
+            raise HubError("Couldn't download this row's audio from the Hub.",
+                           detail=f"{path}: {e}") from e

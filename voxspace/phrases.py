@@ -8,6 +8,7 @@ same list again (or on another device) resumes where the person left off.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -39,9 +40,14 @@ def _check_language(language: str, *, allow_unknown: bool = False) -> None:
 def bundled(language: str) -> list[Phrase]:
     """The built-in list for `language` (one of settings.LANGUAGES), in reading order."""
     _check_language(language)
+    return list(_read_list(language))
+
+
+@functools.lru_cache(maxsize=len(LANGUAGES))
+def _read_list(language: str) -> tuple[Phrase, ...]:
     text = resources.files("voxspace.phrase_lists").joinpath(f"{language}.txt").read_text("utf-8")
-    return [Phrase(f"{language}-{n:04d}", line.strip(), language)
-            for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return tuple(Phrase(f"{language}-{n:04d}", line.strip(), language)
+                 for n, line in enumerate(text.splitlines(), start=1) if line.strip())
 
 
 def _clean(line: str) -> str:

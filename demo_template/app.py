@@ -1,0 +1,122 @@
+"""A demo of one person's fine-tuned Voxtral: their adapter's transcription beside the base model's.
+
+Created by VoxSpace and uploaded as-is into the owner's Space; it imports nothing from VoxSpace.
+Configured by Space variables (and one optional secret):
+    ADAPTER_ID           the LoRA adapter repo, e.g. "me/voxtral-my-voice"
+    BASE_MODEL_ID        the base model it was trained on, e.g. "mistralai/Voxtral-Mini-3B-2507"
+    ADAPTER_READ_TOKEN   (secret, optional) a read-only token, needed only if the adapter is private
+    MAX_NEW_TOKENS       (optional) longest transcription per recording, in tokens (default 440)
+
+If the adapter cannot be loaded, the page says why and transcribes nothing: it never passes the
+base model off as the fine-tuned one.
+
+Run locally: ADAPTER_ID=... BASE_MODEL_ID=... python app.py
+"""
+
+import spaces  # noqa: I001  (ZeroGPU: must be imported before torch)
+
+import os
+
+import gradio as gr
+import torch
+from peft import PeftModel
+from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+ADAPTER_ID = os.environ.get("ADAPTER_ID", "").strip()
+BASE_MODEL_ID = os.environ.get("BASE_MODEL_ID", "mistralai/Voxtral-Mini-3B-2507").strip()
+READ_TOKEN = os.environ.get("ADAPTER_READ_TOKEN") or None
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "440"))  # ~30 s of fast speech per chunk
+AUTO = "auto"
+LANGUAGES = [("Auto-detect", AUTO), ("English", "en"), ("Spanish", "es"), ("French", "fr"),
+             ("Portuguese", "pt"), ("Hindi", "hi"), ("German", "de"), ("Dutch", "nl"), ("Italian", "it")]
+
+
+def _first_line(err: Exception) -> str:
+    # The Hub client's messages never contain the token; one line is enough for the page.
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _check_adapter_readable() -> str | None:
+    """Ask the Hub first, so 'missing' and 'private' get a sentence that says what to do."""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if os.path.isdir(ADAPTER_ID):  # a local folder (running the demo on your own machine)
+        return None
+    try:
+        model_info(ADAPTER_ID, token=READ_TOKEN)
+    except (RepositoryNotFoundError, GatedRepoError):
+        return (f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: it does not exist, or it is private "
+                "and this Space cannot read it. Make the adapter public, or add a read-only token as the "
+                "Space secret ADAPTER_READ_TOKEN, then restart the Space.")
+    except Exception as e:
+        return f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: {_first_line(e)}"
+    return None
+
+
+def load() -> tuple[object, object, str | None]:
+    """(processor, model with the adapter, error). On error the model is None: nothing is served."""
+    if not ADAPTER_ID:
+        return None, None, "This demo has no adapter configured: set the ADAPTER_ID variable."
+    if error := _check_adapter_readable():
+        return None, None, error
+    try:
+        processor = AutoProcessor.from_pretrained(BASE_MODEL_ID, token=READ_TOKEN)
+        base = VoxtralForConditionalGeneration.from_pretrained(BASE_MODEL_ID, dtype=DTYPE, token=READ_TOKEN)
+    except Exception as e:
+        return None, None, f"Could not load the base model `{BASE_MODEL_ID}`: {_first_line(e)}"
+    try:
+        model = PeftModel.from_pretrained(base, ADAPTER_ID, token=READ_TOKEN)
+    except Exception as e:
+        return None, None, f"Could not load the fine-tuned adapter `{ADAPTER_ID}`: {_first_line(e)}"
+    return processor, model.to(DEVICE).eval(), None
+
+
+PROCESSOR, MODEL, LOAD_ERROR = load()
+if LOAD_ERROR:
+    print(f"[demo] {LOAD_ERROR}", flush=True)
+
+
+def _generate(inputs) -> str:
+    out = MODEL.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    return PROCESSOR.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
+
+
+@spaces.GPU(duration=60)
+def transcribe(audio_path: str | None, language: str) -> tuple[str, str]:
+    """Transcribe one recording twice: with the adapter, then with it switched off (the base model)."""
+    if LOAD_ERROR:
+        raise gr.Error(LOAD_ERROR)
+    if not audio_path:
+        raise gr.Error("Record or upload some audio first.")
+    inputs = PROCESSOR.apply_transcription_request(
+        language=None if language in (AUTO, None, "") else language, audio=audio_path, model_id=BASE_MODEL_ID)
+    inputs = inputs.to(DEVICE, dtype=DTYPE)
+    with torch.inference_mode():
+        tuned = _generate(inputs)
+        with MODEL.disable_adapter():
+            base = _generate(inputs)
+    return tuned, base
+
+
+with gr.Blocks(title=f"{ADAPTER_ID or 'Voxtral'} demo") as demo:
+    gr.Markdown(f"# Personal speech recognition: `{ADAPTER_ID or 'not configured'}`\n"
+                f"A Voxtral adapter fine-tuned on one person's voice, compared with the base model "
+                f"`{BASE_MODEL_ID}` on the same audio.")
+    if LOAD_ERROR:
+        gr.Markdown(f"**The fine-tuned model is not available.** {LOAD_ERROR}", elem_id="load-error")
+    with gr.Row():
+        audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+        language = gr.Dropdown(LANGUAGES, value=AUTO, label="Language",
+                               info="Auto-detect lets the model decide.")
+    button = gr.Button("Transcribe", variant="primary")
+    with gr.Row():
+        tuned_box = gr.Textbox(label=f"Fine-tuned ({ADAPTER_ID or 'not loaded'})", lines=4)
+        base_box = gr.Textbox(label=f"Base model ({BASE_MODEL_ID})", lines=4)
+    button.click(transcribe, [audio, language], [tuned_box, base_box], api_name="transcribe")
+
+if __name__ == "__main__":
+    demo.queue(max_size=16).launch()

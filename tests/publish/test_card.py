@@ -1,0 +1,147 @@
+"""The model card: metadata the Hub indexes, numbers equal to the evaluation's, a body that is safe."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from huggingface_hub import ModelCard
+
+from voxspace.card import (
+    BASE_CONFIG,
+    LOSS_PNG,
+    LOSS_SVG,
+    TUNED_CONFIG,
+    base_model_license,
+    build_card,
+    card_files,
+    extract_snippet,
+    preview_card,
+    usage_snippet,
+)
+from voxspace.loss_curve import loss_svg
+from voxspace.run_record import EvalReport
+
+from .conftest import make_record
+
+
+def _metrics(card: ModelCard) -> dict[tuple[str, str], float]:
+    return {(r.metric_config, r.metric_type): r.metric_value for r in card.data.eval_results}
+
+
+def test_card_parses_and_its_metrics_equal_the_evaluation(tmp_path):
+    record = make_record()
+    record.save(tmp_path)
+    text = preview_card(tmp_path, "alice/voxtral-alice")
+    (tmp_path / "README.md").write_text(text)
+    card = ModelCard.load(tmp_path / "README.md")
+
+    d = card.data
+    assert d.base_model == "mistralai/Voxtral-Mini-3B-2507"
+    assert d.library_name == "peft"
+    assert d.pipeline_tag == "automatic-speech-recognition"
+    assert d.language == ["en"]
+    assert d.license == "apache-2.0"  # the fallback for Voxtral-Mini when the Hub is not asked
+    assert d.datasets == ["alice/voxspace-recordings"]
+    assert "voxspace" in d.tags
+    ev = record.eval
+    assert _metrics(card) == {(BASE_CONFIG, "wer"): ev.wer_before, (BASE_CONFIG, "cer"): ev.cer_before,
+                              (TUNED_CONFIG, "wer"): ev.wer_after, (TUNED_CONFIG, "cer"): ev.cer_after}
+    names = {r.metric_config: r.metric_name for r in card.data.eval_results}
+    assert "base model" in names[BASE_CONFIG] and "fine-tuned" in names[TUNED_CONFIG]
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+
+    body = card.text
+    assert "| Base (mistralai/Voxtral-Mini-3B-2507) | 43.8% | 21.0% |" in body
+    assert "| Fine-tuned (this adapter) | 12.5% | 6.2% |" in body
+    assert "**-71.4%**" in body
+    assert "42 (3.2 minutes of audio)" in body and "English" in body
+    assert "## Limitations" in body and "## Privacy" in body
+    assert f"]({LOSS_SVG})" in body
+
+
+def test_card_never_shows_a_token_and_keeps_transcripts_out_by_default(tmp_path):
+    make_record().save(tmp_path)
+    text = preview_card(tmp_path, "alice/voxtral-alice")
+    assert "must-not-appear" not in text and "hf_token" not in text
+    assert "oven the door" not in text  # the person's own words stay out unless asked for
+    with_rows = preview_card(tmp_path, "alice/voxtral-alice", include_per_take=True)
+    assert "| take-1 | open the door | oven the door | open the door |" in with_rows
+
+
+def test_unevaluated_adapter_reports_only_the_base_numbers():
+    record = make_record(eval=EvalReport(n_takes=6, wer_before=0.5, cer_before=0.25))
+    card = ModelCard(str(build_card(record, "alice/x", license="apache-2.0")))
+    assert _metrics(card) == {(BASE_CONFIG, "wer"): 0.5, (BASE_CONFIG, "cer"): 0.25}
+    assert "has not been evaluated yet" in card.text
+    assert "Fine-tuned (this adapter)" not in card.text
+
+
+def test_no_evaluation_means_no_model_index():
+    card = ModelCard(str(build_card(make_record(eval=None), "alice/x", license="apache-2.0")))
+    assert not card.data.eval_results
+    assert "model-index" not in str(card)
+    assert "has not been evaluated" in card.text
+
+
+def test_local_base_model_and_dataset_stay_out_of_the_metadata(tmp_path):
+    record = make_record(base_model=str(tmp_path), dataset=str(tmp_path), languages=[])
+    card = ModelCard(str(build_card(record, "alice/x", license="other")))
+    assert card.data.base_model is None and card.data.datasets is None and card.data.language is None
+    assert "language=None" in extract_snippet(str(card))  # no language recorded: auto-detect
+
+
+def test_license_is_inherited_and_falls_back():
+    class FakeInfo:
+        card_data = type("C", (), {"license": "cc-by-nc-4.0"})()
+
+    class FakeApi:  # stands in for HfApi.model_info; the Hub path is covered in test_publish_hub
+        def model_info(self, repo_id):
+            return FakeInfo()
+
+    class DownApi:
+        def model_info(self, repo_id):
+            raise ConnectionError("offline")
+
+    assert base_model_license("someone/base", FakeApi()) == "cc-by-nc-4.0"
+    assert base_model_license("mistralai/Voxtral-Mini-3B-2507", DownApi()) == "apache-2.0"
+    assert base_model_license("someone/unknown", DownApi()) == "other"
+    assert base_model_license("mistralai/Voxtral-Mini-3B-2507") == "apache-2.0"
+
+
+def test_loss_curve_is_valid_svg_and_skips_nan():
+    svg = loss_svg([(1, 3.0), (2, float("nan")), (3, 1.0), (4, 0.5)])
+    root = ET.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    points = root.find("s:polyline", ns).get("points").split()
+    assert len(points) == 3
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys[0] < ys[1] < ys[2]  # falling loss is drawn going down (SVG y grows downwards)
+    with pytest.raises(ValueError):
+        loss_svg([(1, float("nan"))])
+    with pytest.raises(ValueError):
+        loss_svg([])
+
+
+def test_card_files_prefer_the_runs_own_png_and_omit_an_empty_curve(tmp_path):
+    make_record().save(tmp_path)
+    (tmp_path / LOSS_PNG).write_bytes(b"\x89PNG fake")
+    files = card_files(tmp_path, "alice/x", license="apache-2.0")
+    assert files.images == {LOSS_PNG: b"\x89PNG fake"}
+    assert f"]({LOSS_PNG})" in files.readme
+
+    empty = tmp_path / "empty"
+    make_record(loss_history=[]).save(empty)
+    files = card_files(empty, "alice/x", license="apache-2.0")
+    assert files.images == {} and "![" not in files.readme
+
+
+def test_snippet_in_the_card_is_the_usage_snippet_and_compiles(tmp_path):
+    make_record(languages=["fr", "en"]).save(tmp_path)
+    text = preview_card(tmp_path, "alice/voxtral-alice")
+    snippet = extract_snippet(text)
+    assert snippet == usage_snippet("mistralai/Voxtral-Mini-3B-2507", "alice/voxtral-alice", "fr")
+    compile(snippet, "snippet", "exec")
+    assert 'language="fr"' in snippet and 'adapter_id = "alice/voxtral-alice"' in snippet
+    with pytest.raises(ValueError):
+        extract_snippet("# no code here")

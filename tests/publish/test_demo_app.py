@@ -1,0 +1,113 @@
+"""The demo_template app, run as the Space would run it (its own process, configured by env vars),
+against the tiny base + adapter served by the local Hub-API server, driven through gradio_client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from voxspace.demo import TEMPLATE_DIR
+
+pytestmark = pytest.mark.slow
+MAX_NEW_TOKENS = 24  # the tiny random model never stops by itself: keep its babble short
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def demo_app(hub, tmp_path: Path, **env_vars: str) -> Iterator[tuple[str, Path]]:
+    """Start demo_template/app.py; yield (url, log path); stop it (by its own pid) afterwards."""
+    port = _free_port()
+    log = tmp_path / f"demo-{port}.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "ADAPTER_READ_TOKEN")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf-home-{port}"), HF_HUB_DISABLE_TELEMETRY="1",
+               GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
+               GRADIO_TEMP_DIR=str(tmp_path / "gradio"), MAX_NEW_TOKENS=str(MAX_NEW_TOKENS), **env_vars)
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=TEMPLATE_DIR, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, f"the demo exited early:\n{log.read_text()[-3000:]}"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, f"the demo did not start:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[str, str]:
+    """(fine-tuned, base) transcriptions computed here with the same weights, for comparison."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir),
+                                      tiny_adapter_dir).eval()
+    inputs = processor.apply_transcription_request(language="en", audio=str(wav), model_id="x")
+    n = inputs["input_ids"].shape[1]
+
+    def run() -> str:
+        ids = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+        return processor.batch_decode(ids[:, n:], skip_special_tokens=True)[0].strip()
+
+    with torch.inference_mode():
+        tuned = run()
+        with model.disable_adapter():
+            base = run()
+    return tuned, base
+
+
+def test_demo_transcribes_with_the_private_adapter_beside_the_base(hub, hub_models, tmp_path, speech_wav,
+                                                                   tiny_model_dir, tiny_adapter_dir):
+    from gradio_client import Client, handle_file
+
+    read_tok = "hf_demo_read_token_for_test"
+    hub.add_user(read_tok, "alice", role="read")
+    with demo_app(hub, tmp_path, ADAPTER_ID=hub_models["private_adapter"], BASE_MODEL_ID=hub_models["base"],
+                  ADAPTER_READ_TOKEN=read_tok) as (url, log):
+        client = Client(url, verbose=False)
+        tuned, base = client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
+        auto_tuned, _ = client.predict(handle_file(str(speech_wav)), "auto", api_name="/transcribe")
+    assert (tuned, base) == _expected(tiny_model_dir, tiny_adapter_dir, speech_wav)
+    assert tuned and tuned != base  # the adapter really is applied to the fine-tuned side
+    assert isinstance(auto_tuned, str)
+    assert read_tok not in log.read_text()
+
+
+def test_demo_with_a_missing_adapter_shows_the_error_and_transcribes_nothing(hub, hub_models, tmp_path,
+                                                                            speech_wav):
+    import httpx
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    with demo_app(hub, tmp_path, ADAPTER_ID="alice/no-such-adapter", BASE_MODEL_ID=hub_models["base"]) as (
+            url, _):
+        page = httpx.get(url + "config", timeout=30).text
+        assert "The fine-tuned model is not available" in page and "alice/no-such-adapter" in page
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="Could not load the fine-tuned adapter") as e:
+            client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
+    assert "ADAPTER_READ_TOKEN" in str(e.value)  # tells the owner how to fix a private adapter

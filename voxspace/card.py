@@ -1,0 +1,253 @@
+"""The adapter's model card: metadata the Hub indexes, a body a person reads, a snippet that runs.
+
+Built with huggingface_hub's ModelCard / ModelCardData / EvalResult from a run's RunRecord, so the
+model-index carries the exact WER/CER the evaluation measured. Base and fine-tuned numbers share a
+metric type (`wer`, `cer`) and are told apart by `config` ("base" / "fine-tuned") and by name.
+
+    from voxspace.card import preview_card
+    print(preview_card("runs/2026-11-26", "me/voxtral-my-voice"))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voxspace.loss_curve import loss_svg
+from voxspace.run_record import RunRecord
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi, ModelCard
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+LOSS_SVG = "loss.svg"
+LOSS_PNG = "loss.png"  # used instead when the training run drew one
+TASK = "automatic-speech-recognition"
+BASE_CONFIG, TUNED_CONFIG = "base", "fine-tuned"
+TAGS = ["voxspace", "voxtral", "lora", "personalized-asr", "speech-recognition"]
+# Used when the base repo's card cannot be read (offline, gated): what those repos declare.
+KNOWN_LICENSES = {
+    "mistralai/Voxtral-Mini-3B-2507": "apache-2.0",
+    "mistralai/Voxtral-Small-24B-2507": "apache-2.0",
+}
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "pt": "Portuguese", "hi": "Hindi",
+                  "de": "German", "nl": "Dutch", "it": "Italian"}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class CardFiles:
+    """What goes into the model repo beside the adapter: README.md and the loss image, as bytes."""
+
+    readme: str
+    images: dict[str, bytes] = field(default_factory=dict)
+
+    def as_repo_files(self) -> dict[str, bytes]:
+        return {"README.md": self.readme.encode(), **self.images}
+
+
+def is_repo_id(value: str) -> bool:
+    """True for `owner/name`; False for local folders such as `./takes` or `/tmp/x`."""
+    return bool(_REPO_ID.match(value)) and not Path(value).exists()
+
+
+def base_model_license(base_model: str, api: HfApi | None = None) -> str:
+    """The base model's declared license, so the adapter inherits it.
+
+    Reads the base repo's card metadata when the Hub answers; otherwise falls back to the licenses
+    the Voxtral repos declare, and to "other" (with a pointer to the base card) for anything else.
+    """
+    if api is not None and is_repo_id(base_model):
+        try:
+            lic = _declared_license(api, base_model)
+            if lic:
+                return lic
+        except Exception as e:  # offline, gated, missing: the fallback below is still correct
+            log.info("could not read the license of %s: %s", base_model, type(e).__name__)
+    return KNOWN_LICENSES.get(base_model, "other")
+
+
+def _declared_license(api: HfApi, repo_id: str) -> str | None:
+    # model_info carries the card metadata on the Hub; else read the README's front matter itself
+    # (into a throwaway cache: nothing read for one visitor should be served to another).
+    import tempfile
+
+    from huggingface_hub import ModelCard
+
+    info = api.model_info(repo_id)
+    data = info.card_data
+    if data is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = api.hf_hub_download(repo_id, "README.md", cache_dir=tmp)
+            data = ModelCard.load(path).data
+    lic = getattr(data, "license", None)
+    return lic if isinstance(lic, str) and lic else None
+
+
+def usage_snippet(base_model: str, adapter_id: str, language: str | None) -> str:
+    """Python that loads the base model + this adapter and transcribes `recording.wav`.
+
+    A test runs exactly this text (extracted from the rendered card) against the tiny model.
+    """
+    lang = "None  # auto-detect" if language is None else json.dumps(language)
+    return f'''import torch
+from peft import PeftModel
+from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+base_id = "{base_model}"
+adapter_id = "{adapter_id}"
+device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = torch.bfloat16 if device == "cuda" else torch.float32
+
+processor = AutoProcessor.from_pretrained(base_id)
+model = VoxtralForConditionalGeneration.from_pretrained(base_id, dtype=dtype).to(device)
+model = PeftModel.from_pretrained(model, adapter_id).eval()
+
+inputs = processor.apply_transcription_request(
+    language={lang}, audio="recording.wav", model_id=base_id
+)
+inputs = inputs.to(device, dtype=dtype)
+with torch.no_grad():
+    out = model.generate(**inputs, max_new_tokens=256, do_sample=False)
+new_tokens = out[:, inputs["input_ids"].shape[1]:]
+print(processor.batch_decode(new_tokens, skip_special_tokens=True)[0])'''
+
+
+def _cell(value: object) -> str:
+    """A markdown table cell: one line, no pipe that would split the row."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: float | None) -> str | None:
+    return None if value is None else f"{100 * value:.1f}%"
+
+
+def _settings_rows(config: dict) -> list[tuple[str, str]]:
+    # Scalars only, and never anything that looks like a credential.
+    return [(k, _cell(v)) for k, v in sorted(config.items())
+            if isinstance(v, (str, int, float, bool)) and "token" not in k.lower()]
+
+
+def _eval_results(record: RunRecord, model_name: str) -> list:
+    from huggingface_hub import EvalResult
+
+    ev = record.eval
+    if ev is None:
+        return []
+    common = dict(task_type=TASK, task_name="Speech recognition",
+                  dataset_type=record.dataset if is_repo_id(record.dataset) else "personal-recordings",
+                  dataset_name=f"{model_name} held-out takes", dataset_split="test")
+    rows = [("wer", "WER", ev.wer_before, BASE_CONFIG), ("cer", "CER", ev.cer_before, BASE_CONFIG),
+            ("wer", "WER", ev.wer_after, TUNED_CONFIG), ("cer", "CER", ev.cer_after, TUNED_CONFIG)]
+    who = {BASE_CONFIG: "base model, before fine-tuning", TUNED_CONFIG: "fine-tuned, with this adapter"}
+    return [EvalResult(**common, metric_type=kind, metric_value=float(value), metric_config=cfg,
+                       metric_name=f"{label} ({who[cfg]})")
+            for kind, label, value, cfg in rows if value is not None]
+
+
+def loss_image(record: RunRecord, run_dir: Path | None) -> tuple[str, bytes] | None:
+    """(repo path, bytes) of the loss curve: the run's own loss.png if any, else an SVG we draw."""
+    if run_dir is not None and (Path(run_dir) / LOSS_PNG).is_file():
+        return LOSS_PNG, (Path(run_dir) / LOSS_PNG).read_bytes()
+    try:
+        return LOSS_SVG, loss_svg(record.loss_history).encode()
+    except ValueError:
+        return None
+
+
+def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path: str | None = None,
+               private: bool = True, include_per_take: bool = False) -> ModelCard:
+    """Render the card for `repo_id` from a run record. `license` comes from base_model_license().
+
+    Per-take transcripts are left out unless asked for: they are the person's own words.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    languages = [lang for lang in record.languages if lang]
+    has_dataset = is_repo_id(record.dataset)
+    data = ModelCardData(
+        model_name=repo_id,
+        base_model=record.base_model if is_repo_id(record.base_model) else None,
+        library_name="peft",
+        pipeline_tag=TASK,
+        language=languages or None,
+        license=license,
+        datasets=[record.dataset] if has_dataset else None,
+        tags=list(TAGS),
+        eval_results=_eval_results(record, repo_id) or None,
+    )
+    ev = record.eval
+    ev_view = None
+    if ev is not None:
+        rel = ev.wer_relative_change
+        ev_view = dict(n_takes=ev.n_takes, wer_before=_pct(ev.wer_before), cer_before=_pct(ev.cer_before),
+                       wer_after=_pct(ev.wer_after), cer_after=_pct(ev.cer_after),
+                       relative=None if rel is None else f"{100 * rel:+.1f}%")
+    per_take = []
+    if include_per_take and ev is not None:
+        per_take = [{k: _cell(v if v is not None else "") for k, v in vars(t).items()} for t in ev.per_take]
+    if license == "other":
+        license_note = (f"Inherited from the base model: see the license of [{record.base_model}]"
+                        f"({_model_url(record.base_model)}).")
+    else:
+        license_note = f"`{license}`, inherited from the base model {record.base_model}."
+    return ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        model_id=repo_id,
+        base_model=record.base_model,
+        base_url=_model_url(record.base_model),
+        dataset=record.dataset,
+        dataset_is_repo=has_dataset,
+        dataset_url=f"https://huggingface.co/datasets/{record.dataset}",
+        language_names=", ".join(LANGUAGE_NAMES.get(c, c) for c in languages) or "not recorded",
+        n_train_takes=record.n_train_takes,
+        n_test_takes=record.n_test_takes,
+        train_minutes=f"{record.train_minutes:.1f}",
+        steps_done=record.steps_done,
+        steps_total=record.steps_total,
+        settings=_settings_rows(record.config),
+        eval=ev_view,
+        per_take=per_take,
+        loss_image=loss_image_path,
+        snippet=usage_snippet(record.base_model, repo_id, languages[0] if languages else None),
+        private_hint=private,
+        license_note=license_note,
+    )
+
+
+def _model_url(model_id: str) -> str:
+    return f"https://huggingface.co/{model_id}"
+
+
+def card_files(run_dir: Path, repo_id: str, *, license: str, private: bool = True,
+               include_per_take: bool = False) -> CardFiles:
+    """README.md + loss image for the run in `run_dir`, ready to commit to `repo_id`."""
+    record = RunRecord.load(run_dir)
+    image = loss_image(record, run_dir)
+    card = build_card(record, repo_id, license=license, loss_image_path=image[0] if image else None,
+                      private=private, include_per_take=include_per_take)
+    return CardFiles(readme=str(card), images=dict([image]) if image else {})
+
+
+def preview_card(run_dir: Path, repo_id: str, *, license: str | None = None, api: HfApi | None = None,
+                 private: bool = True, include_per_take: bool = False) -> str:
+    """The card's markdown exactly as publish_adapter would push it (for the UI's preview)."""
+    record = RunRecord.load(run_dir)
+    lic = license or base_model_license(record.base_model, api)
+    return card_files(run_dir, repo_id, license=lic, private=private,
+                      include_per_take=include_per_take).readme
+
+
+def extract_snippet(card_text: str) -> str:
+    """The first ```python block of a card: what a reader would copy."""
+    m = re.search(r"```python\n(.*?)\n```", card_text, re.S)
+    if not m:
+        raise ValueError("the card has no python code block")
+    return m.group(1)

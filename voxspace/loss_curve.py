@@ -1,0 +1,79 @@
+"""Draw a training-loss curve as a small standalone SVG (no matplotlib: it is not a dependency).
+
+The model card embeds the file; the Hub renders SVG images in markdown. Non-finite losses (a run
+that hit NaN) are skipped rather than breaking the drawing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+_W, _H = 640, 320
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 60, 20, 30, 45
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def loss_svg(history: Sequence[tuple[int, float]], *, title: str = "Training loss") -> str:
+    """Return an SVG document plotting loss (y) against step (x).
+
+    Raises ValueError when there is no finite point: the caller decides to omit the image.
+    """
+    pts = [(float(s), float(v)) for s, v in history if math.isfinite(v)]
+    if not pts:
+        raise ValueError("no finite loss values to draw")
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(0.0, min(ys)), max(ys)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y1 = y0 + 1
+    pw, ph = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
+
+    def px(x: float) -> float:
+        return _PAD_L + (x - x0) / (x1 - x0) * pw
+
+    def py(y: float) -> float:
+        return _PAD_T + (1 - (y - y0) / (y1 - y0)) * ph
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
+        f'role="img" aria-label="{title}: step against loss">',
+        f"<title>{title}</title>",
+        f'<rect width="{_W}" height="{_H}" fill="white"/>',
+        f'<text x="{_W / 2}" y="18" text-anchor="middle" font-family="sans-serif" font-size="14">'
+        f"{title}</text>",
+    ]
+    for t in _ticks(y0, y1):  # horizontal grid + y labels
+        y = py(t)
+        parts.append(f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_W - _PAD_R}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" font-family="sans-serif" '
+                     f'font-size="11">{_fmt(t)}</text>')
+    for t in _ticks(x0, x1):
+        x = px(t)
+        parts.append(f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" '
+                     f'font-family="sans-serif" font-size="11">{round(t)}</text>')
+    parts.append(f'<line x1="{_PAD_L}" y1="{_H - _PAD_B}" x2="{_W - _PAD_R}" y2="{_H - _PAD_B}" '
+                 f'stroke="black"/>')
+    parts.append(f'<line x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{_H - _PAD_B}" stroke="black"/>')
+    parts.append(f'<text x="{_W / 2}" y="{_H - 8}" text-anchor="middle" font-family="sans-serif" '
+                 f'font-size="12">step</text>')
+    parts.append(f'<text x="14" y="{_H / 2}" text-anchor="middle" font-family="sans-serif" font-size="12" '
+                 f'transform="rotate(-90 14 {_H / 2})">loss</text>')
+    coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+    if len(pts) == 1:
+        parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="#4f46e5"/>')
+    else:
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="#4f46e5" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

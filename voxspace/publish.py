@@ -1,0 +1,193 @@
+"""Push a run's adapter + model card to the owner's model repo, in one commit, private by default.
+
+    python -m voxspace publish --run runs/2026-11-26 --repo me/voxtral-my-voice [--public] [--merged]
+
+Only what the card and `PeftModel.from_pretrained` need leaves the machine: adapter_config.json,
+adapter_model.safetensors, README.md and the loss image. Checkpoints, optimizer state and tokens
+never do (the file list is an allow-list, not a folder upload). An optional merged bf16 model goes
+under `merged/` in the same commit; it is ~2 bytes per base parameter, so its size is stated first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voxspace.card import base_model_license, card_files, is_repo_id
+from voxspace.errors import NothingToPublish
+from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
+from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
+from voxspace.settings import Settings
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from voxspace.auth import Identity
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+MERGED_DIR = "merged"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PublishResult:
+    """Where the adapter went. `files` are repo paths; `merged_bytes` is set if a merged model went too."""
+
+    repo_id: str
+    url: str
+    private: bool
+    commit_url: str
+    files: list[str] = field(default_factory=list)
+    merged_bytes: int | None = None
+
+
+def adapter_files(run_dir: Path) -> dict[str, Path]:
+    """The adapter files of a run, checked: both present and the config readable."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SUMMARY).is_file():
+        raise NothingToPublish(f"No training run found in {run_dir}: train a model first.")
+    adapter = run_dir / ADAPTER_DIR
+    missing = [name for name in ADAPTER_FILES if not (adapter / name).is_file()]
+    if missing:
+        raise NothingToPublish("This run has no saved adapter yet: let training finish (or save) first.",
+                               detail=f"missing {', '.join(missing)} in {adapter}")
+    try:
+        json.loads((adapter / "adapter_config.json").read_text())
+    except ValueError as e:
+        raise NothingToPublish("The adapter's configuration file is damaged; train again.",
+                               detail=str(e)) from e
+    return {name: adapter / name for name in ADAPTER_FILES}
+
+
+def published_adapter_config(path: Path, base_model: str) -> bytes:
+    """adapter_config.json as published: `base_model_name_or_path` names the base repo id.
+
+    Training may have loaded the base from a local folder or cache, whose path (with the user's
+    home directory in it) means nothing to a reader and should not leave the machine.
+    """
+    config = json.loads(Path(path).read_text())
+    config["base_model_name_or_path"] = base_model if is_repo_id(base_model) else None
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _local_param_count(folder: Path) -> int:
+    # A safetensors file opens with an 8-byte little-endian header length, then a JSON header.
+    total = 0
+    for f in folder.glob("*.safetensors"):
+        with f.open("rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, meta in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in meta["shape"]:
+                    count *= d
+                total += count
+    return total
+
+
+def estimate_merged_bytes(base_model: str, api: HfApi | None = None) -> int | None:
+    """Size of a merged bf16 model (2 bytes per base parameter; LoRA adds none once merged).
+
+    Reads safetensors headers only (a local folder, or the Hub's metadata), never the weights.
+    None when the size cannot be known without downloading.
+    """
+    if Path(base_model).is_dir():
+        return 2 * _local_param_count(Path(base_model)) or None
+    if api is None:
+        return None
+    try:
+        meta = api.get_safetensors_metadata(base_model)
+        return 2 * sum(meta.parameter_count.values())
+    except Exception as e:
+        log.info("no safetensors metadata for %s: %s", base_model, type(e).__name__)
+        return None
+
+
+def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> int:
+    """Load base in bf16, merge the adapter in, save to `out`; return the bytes written."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+    base = VoxtralForConditionalGeneration.from_pretrained(base_model, dtype=torch.bfloat16, token=token)
+    merged = PeftModel.from_pretrained(base, str(Path(run_dir) / ADAPTER_DIR)).merge_and_unload()
+    merged.save_pretrained(out)
+    AutoProcessor.from_pretrained(base_model, token=token).save_pretrained(out)
+    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,
+                    private: bool = True, merged: bool = False, include_per_take: bool = False,
+                    progress: Progress | None = None) -> PublishResult:
+    """Create (or reuse) `repo_id` with the chosen visibility and push the adapter + card in one commit.
+
+    `private` is applied to an existing repo too: publishing is where the owner chooses who sees it.
+    `merged=True` also pushes a merged bf16 model under merged/ (size reported through `progress`
+    before the push starts).
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    say = progress or (lambda msg: log.info("%s", msg))
+    run_dir = Path(run_dir)
+    files = adapter_files(run_dir)
+    record = RunRecord.load(run_dir)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
+    api = hub_api(identity, settings)
+
+    license = base_model_license(record.base_model, api)
+    card = card_files(run_dir, repo_id, license=license, private=private, include_per_take=include_per_take)
+    ops = [CommitOperationAdd(path_in_repo="adapter_config.json",
+                              path_or_fileobj=published_adapter_config(files["adapter_config.json"],
+                                                                       record.base_model)),
+           CommitOperationAdd(path_in_repo="adapter_model.safetensors",
+                              path_or_fileobj=str(files["adapter_model.safetensors"]))]
+    ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
+            for name, data in card.as_repo_files().items()]
+
+    say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
+    try:
+        url = str(api.create_repo(repo_id, private=private, exist_ok=True))
+        if api.model_info(repo_id).private != private:
+            api.update_repo_settings(repo_id, private=private)
+    except Exception as e:
+        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
+
+    merged_bytes = None
+    with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
+        if merged:
+            estimate = estimate_merged_bytes(record.base_model, api)
+            if estimate:
+                say(f"Merging into a bf16 copy of {record.base_model} (about {format_bytes(estimate)})…")
+            merged_bytes = _merge_to(run_dir, record.base_model, identity.token, Path(tmp))
+            say(f"Merged model: {format_bytes(merged_bytes)} to upload under {MERGED_DIR}/.")
+            ops += [CommitOperationAdd(path_in_repo=f"{MERGED_DIR}/{f.relative_to(tmp).as_posix()}",
+                                       path_or_fileobj=str(f))
+                    for f in sorted(Path(tmp).rglob("*")) if f.is_file()]
+        say(f"Uploading {len(ops)} files to {repo_id} in one commit…")
+        try:
+            info = commit_with_retry(api, repo_id, ops, repo_type="model",
+                                     commit_message="Publish adapter and model card (VoxSpace)")
+        except Exception as e:
+            raise as_user_error(e, action="upload the adapter to", repo_id=repo_id) from e
+    result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=info.commit_url,
+                           files=[op.path_in_repo for op in ops], merged_bytes=merged_bytes)
+    say(f"Published {repo_id} ({'private' if private else 'public'}): {url}")
+    return result
+

@@ -1,0 +1,473 @@
+"""The durable path of a take: local spool -> acknowledged -> pushed with retry -> resumed.
+
+    store = TakeStore.for_identity(settings, identity)          # one store per person
+    take = store.save(wav, 2.4, text="Hello", language="en", phrase_id="en-0001")
+    store.stats(); store.flush(timeout=30)
+
+`save` writes the take to a spool in the dataset layout (voxspace.layout) durably: into a hidden
+folder, each file fsynced, the folder renamed into place atomically, the parent fsynced. When it
+returns, the take survives a `kill -9`: that return is the acknowledgement. A background thread per
+store then commits spooled takes to the person's private dataset repo (created on first push with a
+dataset card), retrying with exponential backoff capped at settings.push_retry_max_s, and removes
+them from the spool. Each take only ever adds its own folder, so no commit rewrites an earlier one.
+
+Per person and repo, under <data_dir>/users/<username>/<namespace>--<name>/: owner.json (whose,
+where; never a token), spool/ (pending takes, dataset layout) and on_hub.jsonl (a ledger of pushed
+takes' metadata, so a sign-in on this disk downloads only what it has not seen).
+No-token mode (local runs only): takes stay in <data_dir>/local, same layout, until
+`push_local_folder` moves them into a signed-in person's spool.
+
+The honest trade-off: tokens are never written to disk, so only a process holding the owner's token
+can push a spool. `recover_pending` (start-up) pushes the spools of this machine's token owner; in a
+Space, a visitor's pending takes are pushed when that visitor next signs in (for_identity starts their
+pusher). Until then they wait on the Space's disk, which survives restarts only with persistent
+storage (/data); that is why a push is attempted the moment a take is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from voxspace.auth import Identity, resolve_identity
+from voxspace.errors import AuthError, BadInput, VoxSpaceError
+from voxspace.hub import (
+    as_user_error,
+    commit_with_retry,
+    default_dataset_repo,
+    ensure_private_repo,
+    hub_api,
+    user_cache_dir,
+    validate_repo_id,
+)
+from voxspace.layout import METADATA, SPLITS, LocalTake, Take, new_take_id, read_folder, split_for
+from voxspace.settings import LANGUAGES, Settings
+
+log = logging.getLogger(__name__)
+
+PUSH_BATCH = 50  # takes per commit: one commit per take would flood the repo history
+_METADATA_PATH = re.compile(rf"data/({'|'.join(SPLITS)})/[^/]+/{re.escape(METADATA)}")
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What the progress meter shows."""
+
+    takes: int
+    minutes: float  # of speech, as stored
+    train: int
+    test: int
+    pending: int  # saved here, not yet on the Hub
+    last_error: str | None  # the last push failure, as a sentence for the person
+    done_phrase_ids: frozenset[str]
+    repo_id: str | None  # None in local no-token mode
+    local_only: bool
+    location: str  # where the takes are: a repo id or a folder
+
+
+def local_folder(settings: Settings) -> Path:
+    """Where takes recorded with no token wait (local runs only)."""
+    return Path(settings.data_dir) / "local"
+
+
+def dataset_card(username: str, takes: Iterable[Take], repo_id: str) -> str:
+    """README.md for a recordings repo: YAML that `load_dataset(repo_id)` and the Hub understand,
+    listing only the splits that exist (a config naming an empty split fails to load)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    takes = list(takes)
+    splits = [s for s in SPLITS if any(t.split == s for t in takes)]
+    languages = sorted({t.language for t in takes if t.language})
+    data = DatasetCardData(
+        license="other", language=languages or None, task_categories=["automatic-speech-recognition"],
+        pretty_name=f"VoxSpace recordings of {username}", tags=["voxspace", "audio"],
+        configs=[{"config_name": "default",
+                  "data_files": [{"split": s, "path": f"data/{s}/**"} for s in splits]}],
+    )
+    body = (f"# VoxSpace recordings of {username}\n\n"
+            f"Read-aloud phrases recorded by {username} with VoxSpace to fine-tune Voxtral on their own "
+            "voice: 16 kHz mono 16-bit WAV, one folder per take with its transcript in "
+            "`metadata.jsonl`. The `test` split is held out from training for evaluation.\n\n"
+            "The recordings belong to the speaker; this repository is private unless they decide "
+            "otherwise.\n\n```python\nfrom datasets import load_dataset\n\n"
+            f"ds = load_dataset(\"{repo_id}\")\n```\n")
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}").content
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_take_durably(root: Path, take: Take, wav_bytes: bytes) -> Path:
+    """Write one take into `root` (dataset layout) so that it is either wholly there or absent
+    after a crash: temp folder, fsync each file, atomic rename, fsync the parents."""
+    incoming = Path(root) / ".incoming" / take.take_id
+    final = Path(root) / take.folder
+    incoming.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _write_file_synced(incoming / take.wav_name, wav_bytes)
+    _write_file_synced(incoming / METADATA, take.metadata_line().encode("utf-8"))
+    _fsync_dir(incoming)
+    os.rename(incoming, final)
+    _fsync_dir(final.parent)
+    _fsync_dir(incoming.parent)
+    return final
+
+
+def _check_take_input(wav_bytes: bytes, duration: float, text: str, language: str) -> None:
+    if not isinstance(wav_bytes, bytes | bytearray) or wav_bytes[:4] != b"RIFF" or wav_bytes[8:12] != b"WAVE":
+        raise BadInput("This take is not a WAV file; it was not saved.",
+                       detail="the store expects prepared WAV bytes")
+    if not duration or duration <= 0:
+        raise BadInput("This take has no audio; it was not saved.", detail=f"duration={duration!r}")
+    if not (text or "").strip():
+        raise BadInput("A take needs the sentence that was read; it was not saved.")
+    if language and language not in LANGUAGES:
+        raise BadInput(f"Unknown language '{language}': choose one of {', '.join(LANGUAGES)}.")
+
+
+class TakeStore:
+    """One person's takes: a durable local spool and (when signed in) a pusher to their repo."""
+
+    _registry: ClassVar[dict[tuple, TakeStore]] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, settings: Settings, identity: Identity, repo_id: str | None):
+        self.settings = settings
+        self._identity = identity
+        self.repo_id = repo_id
+        self.local_only = repo_id is None
+        if self.local_only:
+            self.root = local_folder(settings)
+        else:
+            owner_dir = Path(settings.data_dir) / "users" / identity.username / repo_id.replace("/", "--")
+            owner_dir.mkdir(parents=True, exist_ok=True)
+            owner = {"username": identity.username, "repo_id": repo_id, "endpoint": settings.hub_endpoint}
+            if not (owner_dir / "owner.json").exists():  # no token in here, ever
+                _write_file_synced(owner_dir / "owner.json", json.dumps(owner).encode())
+            self.root = owner_dir / "spool"
+            self._ledger = owner_dir / "on_hub.jsonl"
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.root / ".incoming", ignore_errors=True)  # never acknowledged
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._known: dict[str, Take] = {}  # on the Hub (or, local-only, in the folder)
+        self._spooled: dict[str, Take] = {t.take.take_id: t.take for t in read_folder(self.root)}
+        if self.local_only:
+            self._known, self._spooled = self._spooled, {}
+        self._card_text: str | None = None
+        self._resumed = self.local_only
+        self._repo_ready = False
+        self._last_error: str | None = None
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._resume_lock = threading.Lock()
+        if not self.local_only:
+            self._thread = threading.Thread(target=self._run, name=f"push-{repo_id}", daemon=True)
+            self._thread.start()
+            if self._spooled:
+                self._wake.set()
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def for_identity(cls, settings: Settings, identity: Identity, repo_id: str | None = None) -> TakeStore:
+        """The store for this person (one per person and repo, shared by their sessions).
+
+        Signed in: takes go to `repo_id` (default `<user>/voxspace-recordings`). Not signed in: a local
+        folder, except in a Space, where an anonymous visitor must sign in (visitors never share a folder).
+        """
+        if identity.signed_in:
+            default = default_dataset_repo(identity.username, settings)  # vouches for the username too
+            repo_id = validate_repo_id(repo_id or default, default_namespace=identity.username)
+        elif settings.in_space:
+            raise AuthError("Sign in with Hugging Face to record: your takes go to your own private dataset.")
+        else:
+            repo_id = None
+        key = (str(settings.data_dir), settings.hub_endpoint, identity.username if repo_id else None, repo_id)
+        with cls._registry_lock:
+            store = cls._registry.get(key)
+            if store is None or store._closed:
+                store = cls._registry[key] = cls(settings, identity, repo_id)
+            elif identity.signed_in and identity.token != store._identity.token:
+                store._identity = identity  # a fresh sign-in: push with the new token
+                store._wake.set()
+        if not store._resumed:  # outside the registry lock: one person's Hub read never blocks another's
+            store._try_resume()
+        return store
+
+    @classmethod
+    def close_all(cls, timeout: float = 5.0) -> None:
+        """Stop every pusher (tests, shutdown). Pending takes stay in their spools."""
+        with cls._registry_lock:
+            stores, cls._registry = list(cls._registry.values()), {}
+        for store in stores:
+            store.close(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    # --- recording ------------------------------------------------------------------------------
+    def save(self, wav_bytes: bytes, duration: float, *, text: str, language: str, phrase_id: str,
+             source: str = "mic") -> Take:
+        """Store one prepared take (16 kHz mono 16-bit WAV) durably and return it: the acknowledgement.
+        The push to the Hub happens in the background."""
+        _check_take_input(wav_bytes, duration, text, language)
+        with self._lock:
+            seq = 1 + max((t.seq for t in self._all()), default=-1)
+            take = Take(take_id=new_take_id(), text=text.strip(), language=language or "",
+                        duration=round(float(duration), 3), phrase_id=phrase_id or "", split=split_for(seq),
+                        seq=seq, created_at=time.time(), source=source)
+            write_take_durably(self.root, take, bytes(wav_bytes))
+            (self._known if self.local_only else self._spooled)[take.take_id] = take
+            self._changed.notify_all()
+        log.info("take %s saved (seq %d, %s, %.1f s) for %s", take.take_id, seq, take.split, take.duration,
+                 self.repo_id or self.root)
+        self._wake.set()
+        return take
+
+    def push_local_folder(self, folder: str | os.PathLike | None = None) -> int:
+        """Move takes recorded with no token (a layout folder, default the local one) into this
+        person's spool, to be pushed. Each keeps its id and split mark and gets the next seq."""
+        if self.local_only:
+            raise AuthError("Sign in (or set HF_TOKEN) to push local takes to your dataset repo.")
+        folder = Path(folder) if folder else local_folder(self.settings)
+        moved = 0
+        for local in read_folder(folder):
+            with self._lock:
+                if local.take.take_id in self._known or local.take.take_id in self._spooled:
+                    continue
+                seq = 1 + max((t.seq for t in self._all()), default=-1)
+                take = replace(local.take, seq=seq)
+                write_take_durably(self.root, take, local.wav.read_bytes())
+                self._spooled[take.take_id] = take
+            shutil.rmtree(local.wav.parent)  # only once the spool copy is durable
+            moved += 1
+        if moved:
+            log.info("moved %d local takes into the spool of %s", moved, self.repo_id)
+            self._wake.set()
+        return moved
+
+    # --- reading --------------------------------------------------------------------------------
+    def _all(self) -> list[Take]:
+        return [*self._known.values(), *self._spooled.values()]
+
+    def takes(self) -> list[Take]:
+        """Every take of this person, on the Hub or pending, in recording order."""
+        with self._lock:
+            return sorted(self._all(), key=lambda t: (t.seq, t.take_id))
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            takes = self._all()
+            return StoreStats(
+                takes=len(takes), minutes=round(sum(t.duration for t in takes) / 60, 2),
+                train=sum(t.split == "train" for t in takes), test=sum(t.split == "test" for t in takes),
+                pending=len(self._spooled), last_error=self._last_error,
+                done_phrase_ids=frozenset(t.phrase_id for t in takes if t.phrase_id),
+                repo_id=self.repo_id, local_only=self.local_only,
+                location=str(self.root) if self.local_only else self.repo_id)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every spooled take is on the Hub; False if some are still pending."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._lock:
+            while self._spooled and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.5))
+            return not self._spooled
+
+    # --- the Hub side ---------------------------------------------------------------------------
+    def _try_resume(self) -> None:
+        try:
+            self._resume()
+        except Exception as e:  # the Hub is down at sign-in: record, retry before the first push
+            err = as_user_error(e, action="read your recordings from", repo_id=self.repo_id)
+            self._last_error = err.user_message
+            log.warning("resume of %s failed: %s", self.repo_id, err)
+
+    def _resume(self) -> None:
+        """Read the takes already in the repo, so counts, next phrase and seq continue from them."""
+        with self._resume_lock:
+            if not self._resumed:
+                self._read_repo()
+
+    def _read_repo(self) -> None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        api = hub_api(self._identity, self.settings)
+        try:
+            info = api.dataset_info(self.repo_id)
+        except RepositoryNotFoundError as e:
+            if e.response is not None and e.response.status_code == 404:
+                with self._lock:
+                    self._resumed = True
+                return
+            raise
+        paths = {s.rfilename for s in info.siblings or []}
+        ledger = {t.metadata_path_in_repo: t for t in self._read_ledger()}
+        known = {t.take_id: t for path, t in ledger.items() if path in paths}  # deleted on the Hub: gone
+        wanted = [p for p in paths if _METADATA_PATH.fullmatch(p) and p not in ledger]
+        wanted += ["README.md"] if "README.md" in paths else []
+        cache = user_cache_dir(self.settings, self._identity)
+
+        def fetch(path: str) -> tuple[str, str]:
+            local = hf_hub_download(self.repo_id, path, repo_type="dataset", revision=info.sha,
+                                    cache_dir=cache, token=self._identity.token or False,
+                                    endpoint=self.settings.hub_endpoint)
+            return path, Path(local).read_text(encoding="utf-8")
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = dict(pool.map(fetch, wanted))
+        fetched = [Take.from_row(json.loads(line)) for path, text in found.items() if path != "README.md"
+                   for line in text.splitlines() if line.strip()]
+        self._append_ledger(fetched)
+        known.update((t.take_id, t) for t in fetched)
+        with self._lock:
+            self._known = known
+            for take_id in known:  # pushed before a crash that came before the spool cleanup
+                if take_id in self._spooled:
+                    self._drop_from_spool(self._spooled.pop(take_id))
+            self._card_text = found.get("README.md")
+            self._resumed = self._repo_ready = True
+            self._changed.notify_all()
+        log.info("resumed %s: %d takes on the Hub, %d pending here", self.repo_id, len(known),
+                 len(self._spooled))
+
+    # The ledger: metadata rows of takes known to be on the Hub, so a sign-in on this disk only
+    # downloads the metadata of takes it has not seen (one request instead of one per take).
+    # A cache, not a record: losing it costs time, and the repo listing always has the last word.
+    def _read_ledger(self) -> list[Take]:
+        takes = []
+        if self._ledger.exists():
+            for line in self._ledger.read_text(encoding="utf-8").splitlines():
+                try:
+                    takes.append(Take.from_row(json.loads(line)))
+                except (ValueError, TypeError):  # a line torn by a crash
+                    continue
+        return takes
+
+    def _append_ledger(self, takes: Iterable[Take]) -> None:
+        lines = "".join(t.metadata_line() for t in takes)
+        if lines:
+            with open(self._ledger, "a", encoding="utf-8") as f:
+                f.write(lines)
+
+    def _drop_from_spool(self, take: Take) -> None:
+        shutil.rmtree(self.root / take.folder, ignore_errors=True)
+
+    def _push_once(self) -> None:
+        from huggingface_hub import CommitOperationAdd
+
+        if not self._resumed:
+            self._resume()
+        api = hub_api(self._identity, self.settings)
+        if not self._repo_ready:
+            ensure_private_repo(api, self.repo_id, repo_type="dataset")
+            self._repo_ready = True
+        with self._lock:
+            batch = sorted(self._spooled.values(), key=lambda t: t.seq)[:PUSH_BATCH]
+            card = dataset_card(self._identity.username, [*self._known.values(), *batch], self.repo_id)
+        ops = []
+        for take in batch:
+            folder = self.root / take.folder
+            ops.append(CommitOperationAdd(take.wav_path_in_repo, str(folder / take.wav_name)))
+            ops.append(CommitOperationAdd(take.metadata_path_in_repo, (folder / METADATA).read_bytes()))
+        if card != self._card_text:
+            ops.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+        message = f"Add take {batch[0].take_id}" if len(batch) == 1 else f"Add {len(batch)} takes"
+        cap = self.settings.push_retry_max_s
+        commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
+                          base_delay_s=min(1.0, cap), max_delay_s=cap)
+        self._append_ledger(batch)
+        with self._lock:
+            self._card_text = card
+            for take in batch:
+                self._known[take.take_id] = self._spooled.pop(take.take_id)
+                self._drop_from_spool(take)
+            self._last_error = None
+            self._changed.notify_all()
+        log.info("pushed %d takes to %s", len(batch), self.repo_id)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._closed:
+            delay = None if failures == 0 else min(self.settings.push_retry_max_s, 0.5 * 2 ** (failures - 1))
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._closed:
+                return
+            if not self._spooled:
+                continue
+            try:
+                self._push_once()
+                failures = 0
+                if self._spooled:
+                    self._wake.set()
+            except Exception as e:
+                failures += 1
+                err = as_user_error(e, action="save your takes to", repo_id=self.repo_id)
+                with self._lock:
+                    self._last_error = err.user_message
+                    self._changed.notify_all()
+                log.warning("push to %s failed (%d in a row): %s", self.repo_id, failures, err)
+
+
+def recover_pending(settings: Settings) -> dict[str, int]:
+    """Start-up: push every spool whose owner has a usable token now. Returns {repo_id: takes pending}.
+
+    Locally that is the owner of HF_TOKEN / the cached login. In a Space no visitor token exists at
+    start-up (none is ever stored), so spools wait for their owner's next sign-in; they are logged.
+    """
+    identity = None
+    if not settings.in_space:
+        try:
+            identity = resolve_identity(settings)
+        except VoxSpaceError as e:
+            log.warning("pending takes not pushed at start-up: %s", e)
+    started: dict[str, int] = {}
+    for owner_file in sorted((Path(settings.data_dir) / "users").glob("*/*/owner.json")):
+        owner = json.loads(owner_file.read_text())
+        if owner.get("endpoint") != settings.hub_endpoint:
+            continue
+        pending = len(read_folder(owner_file.parent / "spool"))
+        if not pending:
+            continue
+        if identity is not None and identity.signed_in and identity.username == owner["username"]:
+            TakeStore.for_identity(settings, identity, owner["repo_id"])
+            started[owner["repo_id"]] = pending
+        else:
+            log.info("%d takes for %s wait until %s signs in", pending, owner["repo_id"], owner["username"])
+    return started
+
+
+__all__ = ["LocalTake", "StoreStats", "TakeStore", "dataset_card", "local_folder", "recover_pending",
+           "write_take_durably"]
