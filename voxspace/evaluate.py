@@ -154,22 +154,27 @@ def evaluate_adapter(
     *,
     batch_size: int = 8,
     max_new_tokens: int = 64,
+    encoder_cache: bool = True,
 ) -> EvalReport:
-    """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards)."""
+    """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
+
+    With `encoder_cache` the audio encoder runs once per take for both passes, not twice.
+    """
+    from voxspace.encoder_cache import EncoderCache
+
     model, processor = base
+    kw: dict[str, Any] = dict(
+        batch_size=batch_size, max_new_tokens=max_new_tokens, cache=EncoderCache() if encoder_cache else None
+    )
     if adapter_dir is None:
-        return evaluate_run(
-            model, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
-        )
+        return evaluate_run(model, processor, test_takes, **kw)
     from peft import PeftModel
 
     from voxspace.model import detach_lora
 
     tuned = PeftModel.from_pretrained(detach_lora(model), str(adapter_dir))
     try:
-        return evaluate_run(
-            tuned, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
-        )
+        return evaluate_run(tuned, processor, test_takes, **kw)
     finally:
         tuned.unload()
 

@@ -276,9 +276,8 @@ class Trainer:
         self._seed_everything(self.config.seed)
         self.model = attach_lora(self.base_model, self.config.lora())
         if self.config.gradient_checkpointing:
-            self.model.get_base_model().gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            # non-reentrant: the LM's input (cached audio embeddings) needs no grad of its own
+            self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.collator = TranscriptionCollator(self.processor)
         self.examples = self._encoded_examples()
