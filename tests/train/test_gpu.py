@@ -109,6 +109,8 @@ def test_slice_duration_follows_the_planned_work_and_the_cap():
     assert 20 + 1 < budget <= 40 and duration == math.ceil(budget + 5)
     budget, duration = gpu.plan_slice(120, remaining_steps=1000, step_time_s=2.0, overhead_s=5.0)
     assert duration == 120 and budget == 115
+    # what spaces asks before reserving the GPU: the planned duration, with or without optional args
+    assert gpu._slice_duration("run", budget, duration) == duration == 120
     with pytest.raises(SliceTimeout, match="smaller batch"):
         gpu.plan_slice(60, remaining_steps=10, step_time_s=50.0, overhead_s=5.0)
 
