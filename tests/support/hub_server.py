@@ -403,6 +403,14 @@ class HubServer:
                 sp.update(stage="BUILDING", polls_left=polls)
             self._repos.save(state)
 
+    def delete_repo(self, repo_id: str, repo_type: str = "model") -> bool:
+        """Remove a repo outright (test set-up: a test that must use a fixed name starts clean)."""
+        with self._lock:
+            state = self._repos.repos.get((repo_type, repo_id))
+            if state is not None:
+                self._repos.delete(state)
+            return state is not None
+
     # --- inspection -----------------------------------------------------------------------------
     def _repo(self, repo_type: str, repo_id: str) -> dict:
         state = self._repos.repos.get((repo_type, repo_id))
@@ -646,7 +654,7 @@ class HubServer:
             self._repos.sync_checkout(state, {}, files)
         return Response.json({"url": url, "name": repo_id, "id": secrets.token_hex(12)})
 
-    def delete_repo(self, req: Request) -> Response:
+    def delete_repo_route(self, req: Request) -> Response:
         j = req.json()
         repo_type = j.get("type") or "model"
         repo_id = (
@@ -1360,7 +1368,7 @@ _ROUTES = [
         ("GET", r"/api/agent-harnesses", "agent_harnesses", False),
         ("POST", r"/api/validate-yaml", "validate_yaml", False),
         ("POST", r"/api/repos/create", "create_repo", True),
-        ("DELETE", r"/api/repos/delete", "delete_repo", True),
+        ("DELETE", r"/api/repos/delete", "delete_repo_route", True),
         ("PUT", rf"/api/{_KIND}/{_REPO}/settings", "update_settings", True),
         ("POST", rf"/api/{_KIND}/{_REPO}/duplicate", "duplicate_repo", True),
         ("POST", rf"/api/{_KIND}/{_REPO}/preupload/(?P<rev>[^/]+)", "preupload", True),
