@@ -124,7 +124,7 @@
     if (rec !== state.rec) {
       state.rec = rec;
       if (rec) { badge("recording", "Recording. Press R to stop."); announce("Recording"); }
-      else if (!state.tail) badge(state.handsFree ? "paused" : "ready", "Stopped");
+      else if (!state.tail && !state.handsFree) badge("ready", "Stopped. S saves, P plays, X records again.");
     }
     const status = spokenText(byId("take-status"));
     if (status && status !== state.status) { state.status = status; announce(status); }
@@ -156,7 +156,10 @@
     setPhraseSize(px) { document.documentElement.style.setProperty("--vx-phrase-size", `${Number(px) || 40}px`); },
     setShortcuts(on) { state.keys = !!on; },
     restore(size, keys) { this.setPhraseSize(size); this.setShortcuts(keys); },
-    focusRecord() { waitFor(() => recordButton(recorder()), 5000).then(focusEl); },
+    focusRecord() {
+      badge("ready", "Ready to record");
+      waitFor(() => recordButton(recorder()), 5000).then(focusEl);
+    },
     afterRecording() {
       announce("Recorded. Press S to save, P to listen, X to record again.");
       focusEl(byId("save-btn"));
