@@ -5,6 +5,7 @@ Configured by Space variables (and one optional secret):
     ADAPTER_ID           the LoRA adapter repo, e.g. "me/voxtral-my-voice"
     BASE_MODEL_ID        the base model it was trained on, e.g. "mistralai/Voxtral-Mini-3B-2507"
     ADAPTER_READ_TOKEN   (secret, optional) a read-only token, needed only if the adapter is private
+    MAX_NEW_TOKENS       (optional) longest transcription per recording, in tokens (default 440)
 
 If the adapter cannot be loaded, the page says why and transcribes nothing: it never passes the
 base model off as the fine-tuned one.
@@ -26,7 +27,7 @@ BASE_MODEL_ID = os.environ.get("BASE_MODEL_ID", "mistralai/Voxtral-Mini-3B-2507"
 READ_TOKEN = os.environ.get("ADAPTER_READ_TOKEN") or None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float32
-MAX_NEW_TOKENS = 440  # ~30 s of fast speech per chunk
+MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "440"))  # ~30 s of fast speech per chunk
 AUTO = "auto"
 LANGUAGES = [("Auto-detect", AUTO), ("English", "en"), ("Spanish", "es"), ("French", "fr"),
              ("Portuguese", "pt"), ("Hindi", "hi"), ("German", "de"), ("Dutch", "nl"), ("Italian", "it")]

@@ -20,8 +20,8 @@ log = logging.getLogger("voxspace")
 
 
 def _register_data(sub: argparse._SubParsersAction) -> None:
-    """`data add|import|stats|push` (Record issue): the same TakeStore the Record tab uses."""
-    data = sub.add_parser("data", help="your recordings: add, import, stats, push")
+    """`data add|upload|import|stats|push` (Record issue): the same TakeStore the Record tab uses."""
+    data = sub.add_parser("data", help="your recordings: add, upload, import, stats, push")
     dsub = data.add_subparsers(dest="data_command", required=True)
 
     def with_repo(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,6 +43,11 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
     push.add_argument("--folder", help="a folder of takes recorded with no token (default: the local one)")
     push.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the push")
     push.set_defaults(func=_data_push)
+
+    from voxspace.ingest import add_import_command, add_upload_command
+
+    add_upload_command(dsub)
+    add_import_command(dsub)
 
 
 def _store(args: argparse.Namespace):
@@ -100,6 +105,9 @@ def _data_push(args: argparse.Namespace) -> int:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`train` and `evaluate` (Train issue)."""
+    from voxspace.train_cli import register
+
+    register(sub)
 
 
 def _register_publish(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +118,7 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public", action="store_true", help="make the repo public (default: private)")
     p.add_argument("--merged", action="store_true", help="also push a merged bf16 model (several GB)")
     p.add_argument("--per-take", action="store_true", help="include held-out transcripts in the card")
+    p.add_argument("--preview", action="store_true", help="print the model card and push nothing")
     p.set_defaults(func=_cmd_publish)
 
     d = sub.add_parser("demo", help="create a demo Space for a published adapter")
@@ -125,13 +134,32 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_cmd_demo)
 
 
+def _signed_in(settings):
+    """The local token's identity; publishing and demos always act as someone."""
+    from voxspace.auth import resolve_identity
+    from voxspace.errors import AuthError
+
+    identity = resolve_identity(settings)
+    if not identity.signed_in:
+        raise AuthError("Publishing needs a Hugging Face token: set HF_TOKEN or run `hf auth login`.")
+    return identity
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from voxspace.hub_compat import local_identity
-    from voxspace.publish import publish_adapter
+    from voxspace.card import preview_card
+    from voxspace.hub import hub_api, validate_repo_id
+    from voxspace.publish import adapter_files, publish_adapter
     from voxspace.settings import Settings
 
     settings = Settings.from_env()
-    res = publish_adapter(args.run, args.repo, local_identity(settings), settings, private=not args.public,
+    if args.preview:
+        adapter_files(args.run)  # the same checks as a real publish
+        identity = _signed_in(settings)
+        repo_id = validate_repo_id(args.repo, default_namespace=identity.username)
+        print(preview_card(args.run, repo_id, api=hub_api(identity, settings), private=not args.public,
+                           include_per_take=args.per_take))
+        return 0
+    res = publish_adapter(args.run, args.repo, _signed_in(settings), settings, private=not args.public,
                           merged=args.merged, include_per_take=args.per_take, progress=print)
     print(res.url)
     return 0
@@ -142,7 +170,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from voxspace.demo import create_demo_space, follow_build
     from voxspace.errors import BadInput
-    from voxspace.hub_compat import local_identity
     from voxspace.settings import Settings
 
     read_token = None
@@ -151,7 +178,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if not read_token:
             raise BadInput(f"The environment variable {args.read_token_env} is empty or not set.")
     settings = Settings.from_env()
-    identity = local_identity(settings)
+    identity = _signed_in(settings)
     res = create_demo_space(identity, settings, args.adapter, args.base_model, space_id=args.space,
                             private=not args.public, read_token=read_token, dataset=args.dataset,
                             hardware=None if args.no_zero_gpu else "zero-a10g")

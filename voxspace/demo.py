@@ -16,10 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voxspace.errors import AuthError, NeedsReadToken, PublishError, TokenNotAllowed
-from voxspace.hub_compat import Credentials, commit_with_retry, hub_api, validate_repo_id
+from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.settings import Settings
+
+if TYPE_CHECKING:
+    from voxspace.auth import Identity
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ def render_template(adapter_id: str, base_model: str, *, title: str | None = Non
     return files
 
 
-def check_read_only_token(read_token: str, identity: Credentials, settings: Settings,
+def check_read_only_token(read_token: str, identity: Identity, settings: Settings,
                           adapter_id: str | None = None) -> None:
     """Refuse any token that could write, or that belongs to the app's session, before it is stored.
 
@@ -133,7 +137,7 @@ def check_read_only_token(read_token: str, identity: Credentials, settings: Sett
                                   detail=type(e).__name__) from None
 
 
-def create_demo_space(identity: Credentials, settings: Settings, adapter_id: str, base_model: str, *,
+def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, base_model: str, *,
                       space_id: str | None = None, private: bool = True, read_token: str | None = None,
                       dataset: str | None = None, title: str | None = None,
                       hardware: str | None = ZERO_GPU) -> DemoResult:
@@ -156,8 +160,7 @@ def create_demo_space(identity: Credentials, settings: Settings, adapter_id: str
     except RepositoryNotFoundError:
         raise PublishError(f"The adapter {adapter_id} was not found: publish it first.") from None
     except HfHubHTTPError as e:
-        raise PublishError(f"Could not read the adapter {adapter_id} on the Hub.",
-                           detail=type(e).__name__) from None
+        raise as_user_error(e, action="read the adapter", repo_id=adapter_id) from e
     store_token = None
     if adapter_private:
         if not read_token:
@@ -179,7 +182,7 @@ def create_demo_space(identity: Credentials, settings: Settings, adapter_id: str
         else:
             api.delete_space_secret(space_id, SECRET_TOKEN)  # a stale one from an earlier private run
     except HfHubHTTPError as e:
-        raise PublishError(f"Could not create the Space {space_id}.", detail=type(e).__name__) from None
+        raise as_user_error(e, action="create the demo Space", repo_id=space_id) from e
 
     granted, note = None, None
     if hardware:
@@ -209,7 +212,7 @@ def _server_message(e: Exception) -> str:
     return (msg or str(e).splitlines()[0]).rstrip(".") + "."
 
 
-def demo_status(identity: Credentials, settings: Settings, space_id: str) -> DemoStatus:
+def demo_status(identity: Identity, settings: Settings, space_id: str) -> DemoStatus:
     """One non-blocking look at the Space's build/runtime stage (for a UI timer)."""
     api = hub_api(identity, settings)
     runtime = api.get_space_runtime(space_id)
@@ -218,7 +221,7 @@ def demo_status(identity: Credentials, settings: Settings, space_id: str) -> Dem
                       message=message)
 
 
-def follow_build(identity: Credentials, settings: Settings, space_id: str, *, interval_s: float = 5.0,
+def follow_build(identity: Identity, settings: Settings, space_id: str, *, interval_s: float = 5.0,
                  timeout_s: float = 1200.0,
                  sleep: Callable[[float], None] = time.sleep) -> Iterator[DemoStatus]:
     """Yield a DemoStatus per poll until the Space runs, fails, or `timeout_s` passes.

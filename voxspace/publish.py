@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files
-from voxspace.errors import NothingToPublish, PublishError
-from voxspace.hub_compat import Credentials, commit_with_retry, hub_api, validate_repo_id
+from voxspace.card import base_model_license, card_files, is_repo_id
+from voxspace.errors import NothingToPublish
+from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
 from voxspace.settings import Settings
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
+
+    from voxspace.auth import Identity
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,17 @@ def adapter_files(run_dir: Path) -> dict[str, Path]:
         raise NothingToPublish("The adapter's configuration file is damaged; train again.",
                                detail=str(e)) from e
     return {name: adapter / name for name in ADAPTER_FILES}
+
+
+def published_adapter_config(path: Path, base_model: str) -> bytes:
+    """adapter_config.json as published: `base_model_name_or_path` names the base repo id.
+
+    Training may have loaded the base from a local folder or cache, whose path (with the user's
+    home directory in it) means nothing to a reader and should not leave the machine.
+    """
+    config = json.loads(Path(path).read_text())
+    config["base_model_name_or_path"] = base_model if is_repo_id(base_model) else None
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 
 def format_bytes(n: int) -> str:
@@ -120,7 +133,7 @@ def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> i
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
 
 
-def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings: Settings, *,
+def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,
                     private: bool = True, merged: bool = False, include_per_take: bool = False,
                     progress: Progress | None = None) -> PublishResult:
     """Create (or reuse) `repo_id` with the chosen visibility and push the adapter + card in one commit.
@@ -140,7 +153,11 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
 
     license = base_model_license(record.base_model, api)
     card = card_files(run_dir, repo_id, license=license, private=private, include_per_take=include_per_take)
-    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    ops = [CommitOperationAdd(path_in_repo="adapter_config.json",
+                              path_or_fileobj=published_adapter_config(files["adapter_config.json"],
+                                                                       record.base_model)),
+           CommitOperationAdd(path_in_repo="adapter_model.safetensors",
+                              path_or_fileobj=str(files["adapter_model.safetensors"]))]
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
             for name, data in card.as_repo_files().items()]
 
@@ -150,7 +167,7 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
         if api.model_info(repo_id).private != private:
             api.update_repo_settings(repo_id, private=private)
     except Exception as e:
-        raise _hub_error(e, f"Could not create the model repo {repo_id}") from e
+        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
 
     merged_bytes = None
     with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
@@ -168,21 +185,9 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Credentials, settings
             info = commit_with_retry(api, repo_id, ops, repo_type="model",
                                      commit_message="Publish adapter and model card (VoxSpace)")
         except Exception as e:
-            raise _hub_error(e, f"Could not upload to {repo_id}") from e
+            raise as_user_error(e, action="upload the adapter to", repo_id=repo_id) from e
     result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=info.commit_url,
                            files=[op.path_in_repo for op in ops], merged_bytes=merged_bytes)
     say(f"Published {repo_id} ({'private' if private else 'public'}): {url}")
     return result
 
-
-def _hub_error(e: Exception, what: str) -> PublishError:
-    """A sentence for the person; the HTTP detail for the log. Tokens are never in either."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    status = e.response.status_code if isinstance(e, HfHubHTTPError) and e.response is not None else None
-    hints = {401: "the Hub refused the token: sign in again.",
-             403: "your token may not create or write this repo (a read-only token, or someone else's "
-                  "namespace).",
-             404: "the repo or namespace does not exist, or you cannot see it."}
-    hint = hints.get(status or 0, "try again in a minute.")
-    return PublishError(f"{what}: {hint}", detail=f"{type(e).__name__}: {e}")

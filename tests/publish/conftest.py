@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voxspace.hub_compat import LocalIdentity
+from voxspace.auth import Identity
 from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, EvalReport, RunRecord, TakeResult
 
 LORA_TARGET = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -73,13 +73,13 @@ def speech_wav(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def alice(hub, hub_tokens) -> LocalIdentity:
-    return LocalIdentity("alice", hub_tokens["alice"])
+def alice(hub, hub_tokens) -> Identity:
+    return Identity("alice", hub_tokens["alice"], "local")
 
 
 @pytest.fixture(scope="session")
-def bob(hub, hub_tokens) -> LocalIdentity:
-    return LocalIdentity("bob", hub_tokens["bob"])
+def bob(hub, hub_tokens) -> Identity:
+    return Identity("bob", hub_tokens["bob"], "local")
 
 
 def unique(name: str) -> str:

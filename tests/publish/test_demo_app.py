@@ -17,6 +17,7 @@ import pytest
 from voxspace.demo import TEMPLATE_DIR
 
 pytestmark = pytest.mark.slow
+MAX_NEW_TOKENS = 24  # the tiny random model never stops by itself: keep its babble short
 
 
 def _free_port() -> int:
@@ -33,7 +34,7 @@ def demo_app(hub, tmp_path: Path, **env_vars: str) -> Iterator[tuple[str, Path]]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "ADAPTER_READ_TOKEN")}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf-home-{port}"), HF_HUB_DISABLE_TELEMETRY="1",
                GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(tmp_path / "gradio"), **env_vars)
+               GRADIO_TEMP_DIR=str(tmp_path / "gradio"), MAX_NEW_TOKENS=str(MAX_NEW_TOKENS), **env_vars)
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=TEMPLATE_DIR, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -69,7 +70,7 @@ def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[
     n = inputs["input_ids"].shape[1]
 
     def run() -> str:
-        ids = model.generate(**inputs, max_new_tokens=440, do_sample=False)
+        ids = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         return processor.batch_decode(ids[:, n:], skip_special_tokens=True)[0].strip()
 
     with torch.inference_mode():

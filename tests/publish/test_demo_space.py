@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import SpaceCard
 
+from voxspace.auth import Identity
 from voxspace.demo import (
     SECRET_TOKEN,
     TEMPLATE_DIR,
@@ -17,7 +18,6 @@ from voxspace.demo import (
     follow_build,
 )
 from voxspace.errors import AuthError, NeedsReadToken, PublishError, TokenNotAllowed
-from voxspace.hub_compat import LocalIdentity
 
 from .conftest import unique
 
@@ -89,7 +89,7 @@ def test_a_write_token_is_refused_and_a_read_token_is_stored_as_a_secret(hub, al
 def test_oauth_tokens_never_reach_the_demo(hub, hub_settings, hub_models):
     oauth_tok = f"hf_oauth_{unique('alice')}"
     hub.add_user(oauth_tok, "alice", kind="oauth", scopes=("openid", "profile", "contribute-repos"))
-    visitor = LocalIdentity("alice", oauth_tok, "oauth")
+    visitor = Identity("alice", oauth_tok, "oauth")
     other_oauth = f"hf_oauth2_{unique('alice')}"
     hub.add_user(other_oauth, "alice", kind="oauth", scopes=("openid",))
     space = f"alice/{unique('demo-oauth')}"

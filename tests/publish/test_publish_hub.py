@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from voxspace.card import BASE_CONFIG, TUNED_CONFIG, extract_snippet
-from voxspace.errors import PublishError
+from voxspace.errors import VoxSpaceError
 from voxspace.publish import publish_adapter
 from voxspace.run_record import RunRecord
 
@@ -38,6 +38,11 @@ def test_publish_pushes_adapter_and_card_privately_in_one_commit(hub, alice, hub
     assert set(hub.commits(res.repo_id)[-1]["files"]) >= PUBLISHED  # everything in that one commit
     assert hub.read_file(res.repo_id, "adapter_model.safetensors") == \
         (run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+    pushed_cfg = json.loads(hub.read_file(res.repo_id, "adapter_config.json"))
+    local_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert pushed_cfg["base_model_name_or_path"] == "mistralai/Voxtral-Mini-3B-2507"
+    assert {k: v for k, v in pushed_cfg.items() if k != "base_model_name_or_path"} == \
+        {k: v for k, v in local_cfg.items() if k != "base_model_name_or_path"}
 
     card = ModelCard(hub.read_file(res.repo_id, "README.md").decode())
     ev = RunRecord.load(run_dir).eval
@@ -83,9 +88,9 @@ def test_a_lost_commit_response_is_retried_without_duplicating(hub, alice, hub_s
 
 
 def test_writing_into_someone_elses_namespace_is_a_clear_error(hub, alice, hub_settings, run_dir):
-    with pytest.raises(PublishError) as e:
+    with pytest.raises(VoxSpaceError) as e:
         publish_adapter(run_dir, f"bob/{unique('stolen')}", alice, hub_settings)
-    assert "Could not create the model repo" in e.value.user_message
+    assert e.value.user_message.startswith("Could not create the model repo bob/")
     assert alice.token not in str(e.value)
 
 
