@@ -48,6 +48,10 @@ def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hu
         takes = pages.wait_for_takes(hub, REPO, len(before) + 2)
         new = [t.take.text for t in takes if t.take.take_id not in before]
         assert sorted(new) == sorted(read), app.log()
+        # No token ever reaches the app's log or anything it wrote to disk.
+        written = [app.log().encode()] + [p.read_bytes() for p in app.data_dir.rglob("*") if p.is_file()]
+        assert not any(hub_tokens["alice"].encode() in blob for blob in written)
+        assert not any(b"hf_oauth_" in blob for blob in written)
     finally:
         hub.allow_writes()
         app.stop()

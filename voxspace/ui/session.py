@@ -64,7 +64,7 @@ def status_line(sess: Session) -> str:
         return (f"Signed in as **{sess.identity.username}**. Your takes go to your private dataset "
                 f"repo **{sess.store.repo_id}**.")
     if sess.store is not None:
-        return (f"Not signed in. Your takes are kept in a local folder, `{sess.settings.data_dir}`, "
+        return (f"Not signed in. Your takes are kept in a local folder, `{sess.store.stats().location}`, "
                 "and can be pushed to a Hugging Face repo later.")
     return ("Not signed in. Sign in with Hugging Face to start recording: your takes go to a private "
             "dataset repo that only you can see.")
