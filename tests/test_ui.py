@@ -110,6 +110,18 @@ def test_two_visitors_get_separate_stores(space_settings, hub_tokens):
     assert alice.store is not bob.store
 
 
+def test_an_unreachable_hub_still_gives_a_page_in_local_folder_mode(hub_settings, monkeypatch):
+    from voxspace.auth import clear_whoami_cache
+
+    monkeypatch.setenv("HF_TOKEN", "hf_testunreachable0000")
+    clear_whoami_cache()
+    settings = dataclasses.replace(hub_settings, hub_endpoint="http://127.0.0.1:9")
+    sess = start_session(settings, profile=None, token=None)
+    assert sess.can_record and not sess.identity.signed_in
+    line = status_line(sess)
+    assert sess.problem and line.startswith(sess.problem) and "local folder" in line
+
+
 def test_an_anonymous_space_visitor_cannot_record(space_settings, speech):
     sess = start_session(space_settings, profile=None, token=None)
     assert not sess.can_record and "Sign in" in status_line(sess)

@@ -42,7 +42,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         status = gr.Markdown("Loading…", elem_id="identity-status")
         with gr.Tabs(elem_id="vx-tabs"):
             with gr.Tab("Record", id="record", elem_id="tab-record"):
-                rec = record.build(settings, session)
+                rec = record.build(session)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
                 readiness = train.build(session)
             with gr.Tab("Publish", id="publish", elem_id="tab-publish") as publish_tab:
