@@ -203,3 +203,15 @@ def test_upload_reports_each_file(space_settings, hub_tokens, speech, tmp_path):
     by_name = {row[0]: row for row in table}
     assert by_name["good.wav"][1] == "accepted" and by_name["bad.wav"][1].startswith("rejected: ")
     assert [t.text for t in sess.store.takes()] == ["hello there"]
+
+
+def test_train_tab_says_how_ready_the_data_is_and_how_to_train(space_settings, hub_tokens, speech):
+    from voxspace.ui import train
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    sess.advance(set())
+    save_take(sess, _wav(*speech))
+    text, cmd = train.readiness(sess)
+    assert "**1** takes" in text and "49 to go" in text
+    assert f"--data {sess.store.repo_id}" in cmd and "--out" in cmd
+    assert train.readiness(None)[1] == ""

@@ -47,7 +47,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 readiness = train.build(session)
             with gr.Tab("Publish", id="publish", elem_id="tab-publish") as publish_tab:
                 runs = publish.build(session)
-        train_tab.select(train.readiness, [session], [readiness], show_progress="hidden")
+        train_tab.select(train.readiness, [session], readiness, show_progress="hidden")
         publish_tab.select(publish.refresh_runs, [session], [runs], show_progress="hidden")
 
         def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:

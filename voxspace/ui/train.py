@@ -16,26 +16,29 @@ from voxspace.ui.publish import runs_root
 from voxspace.ui.session import Session
 
 
-def readiness(sess: Session | None) -> str:
+def readiness(sess: Session | None) -> tuple[str, str]:
+    """(what the data is ready for, the command that trains on it now)."""
     if sess is None or sess.store is None:
-        return "Sign in with Hugging Face, then record some takes: training uses them."
+        return "Sign in with Hugging Face, then record some takes: training uses them.", ""
     st = sess.store.stats()
     first = MILESTONES[0][0]
-    lines = [f"You have **{st.takes}** takes ({st.minutes:.1f} minutes): **{st.train}** to train on and "
-             f"**{st.test}** held out to measure the error rate before and after."]
+    text = (f"You have **{st.takes}** takes ({st.minutes:.1f} minutes): **{st.train}** to train on and "
+            f"**{st.test}** held out to measure the error rate before and after.")
     if st.takes < first:
-        lines.append(f"Record at least {first} takes for a first useful model ({first - st.takes} to go).")
-    out = runs_root(sess) / "my-first-run"
+        text += f" Record at least {first} takes for a first useful model ({first - st.takes} to go)."
+    text += (" Train on this machine now with the command below; the run appears on the Publish tab when "
+             "it finishes. Training from this page is coming next.")
     cmd = shlex.join(["python", "-m", "voxspace", "train", "--data", st.location, "--base-model",
-                      sess.settings.base_model, "--out", str(out), "--preset", "quick"])
-    lines.append("Train on this machine now with:\n\n```bash\n" + cmd + "\n```\n\nThe run appears on the "
-                 "Publish tab when it finishes. Training from this page is coming next.")
-    return "\n\n".join(lines)
+                      sess.settings.base_model, "--out", str(runs_root(sess) / "my-first-run"),
+                      "--preset", "quick"])
+    return text, cmd
 
 
-def build(session: gr.State) -> gr.Markdown:
-    """Returns the readiness text, which app.py refreshes when the tab opens."""
+def build(session: gr.State) -> list[gr.components.Component]:
+    """Returns the readiness text and command, which app.py refreshes when the tab opens."""
     gr.Markdown("## Train your model\nA small LoRA adapter is fine-tuned on your takes (on ZeroGPU in a "
                 "Space, or a GPU of your own), and the takes held out are used to measure the error rate "
                 "before and after.")
-    return gr.Markdown(readiness(None), elem_id="train-readiness")
+    text, cmd = readiness(None)
+    return [gr.Markdown(text, elem_id="train-readiness"),
+            gr.Textbox(cmd, label="Command", interactive=False, buttons=["copy"], elem_id="train-command")]
