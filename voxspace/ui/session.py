@@ -78,7 +78,8 @@ def _where(sess: Session) -> str:
                 f"repo **{sess.store.repo_id}**.")
     if sess.store is not None:
         return (f"Not signed in. Your takes are kept in a local folder, `{sess.store.stats().location}`, "
-                "and can be pushed to a Hugging Face repo later.")
+                "and can be pushed to a Hugging Face repo later (log in, then run "
+                "`python -m voxspace data push`).")
     return ("Not signed in. Sign in with Hugging Face to start recording: your takes go to a private "
             "dataset repo that only you can see.")
 

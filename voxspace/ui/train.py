@@ -26,8 +26,9 @@ def readiness(sess: Session | None) -> tuple[str, str]:
             f"**{st.test}** held out to measure the error rate before and after.")
     if st.takes < first:
         text += f" Record at least {first} takes for a first useful model ({first - st.takes} to go)."
-    text += (" Train on this machine now with the command below; the run appears on the Publish tab when "
-             "it finishes. Training from this page is coming next.")
+    where = ("on a machine of your own (see the README)" if sess.settings.in_space else "on this machine")
+    text += (f" Training from this page is coming next; until then, train {where} with the command "
+             "below, and the run appears on the Publish tab when it finishes.")
     cmd = shlex.join(["python", "-m", "voxspace", "train", "--data", st.location, "--base-model",
                       sess.settings.base_model, "--out", str(runs_root(sess) / "my-first-run"),
                       "--preset", "quick"])
