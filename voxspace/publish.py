@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files, is_repo_id
+from voxspace.card import base_model_license, card_files, is_repo_id, preview_card
 from voxspace.errors import NothingToPublish
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
@@ -131,6 +131,23 @@ def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> i
     merged.save_pretrained(out)
     AutoProcessor.from_pretrained(base_model, token=token).save_pretrained(out)
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def preview(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *, private: bool = True,
+            include_per_take: bool = False) -> str:
+    """The model card exactly as publish_adapter would push it, after the same checks; pushes nothing.
+
+    Reads the base model's license from the Hub (as `identity`), which is the only network call.
+    """
+    adapter_files(run_dir)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
+    return preview_card(run_dir, repo_id, api=hub_api(identity, settings), private=private,
+                        include_per_take=include_per_take)
+
+
+def merged_size(run_dir: Path, identity: Identity, settings: Settings) -> int | None:
+    """Bytes a merged bf16 model of this run would take, to show before the person opts in."""
+    return estimate_merged_bytes(RunRecord.load(run_dir).base_model, hub_api(identity, settings))
 
 
 def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,

@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 
 from voxspace.card import BASE_CONFIG, TUNED_CONFIG, extract_snippet
 from voxspace.errors import VoxSpaceError
-from voxspace.publish import publish_adapter
+from voxspace.publish import format_bytes, merged_size, publish_adapter
 from voxspace.run_record import RunRecord
 
 from .conftest import make_record, unique
@@ -96,6 +96,7 @@ def test_writing_into_someone_elses_namespace_is_a_clear_error(hub, alice, hub_s
 
 def test_merged_model_is_sized_before_it_is_pushed(hub, alice, hub_settings, run_dir, tiny_model_dir):
     make_record(base_model=str(tiny_model_dir)).save(run_dir)
+    estimate = merged_size(run_dir, alice, hub_settings)
     said: list[str] = []
     res = publish_adapter(run_dir, unique("voxtral-merged"), alice, hub_settings, merged=True,
                           progress=said.append)
@@ -105,7 +106,8 @@ def test_merged_model_is_sized_before_it_is_pushed(hub, alice, hub_settings, run
     size_msgs = [i for i, m in enumerate(said) if "Merging into a bf16 copy" in m]
     upload = next(i for i, m in enumerate(said) if m.startswith("Uploading"))
     assert size_msgs and size_msgs[0] < upload
-    assert res.merged_bytes and res.merged_bytes > 0
+    assert estimate and estimate <= res.merged_bytes < estimate + 2**20  # + config, tokenizer, headers
+    assert format_bytes(estimate) in said[size_msgs[0]]
     cfg = json.loads(hub.read_file(res.repo_id, "merged/config.json"))
     assert cfg.get("dtype", cfg.get("torch_dtype")) == "bfloat16"
 
