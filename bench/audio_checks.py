@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.signals import silence, speech, wav_bytes
 from voxspace.audio import prepare_take
-from voxspace.vad import should_stop
+from voxspace.vad import StopDetector, should_stop
 
 
 def median_ms(fn, repeat: int = 7) -> float:
@@ -47,6 +47,20 @@ def main() -> None:
         print(f"prepare_take(wav path)     {median_ms(lambda: prepare_take(wav)):7.1f} ms")
         print(f"prepare_take(webm, ffmpeg) {median_ms(lambda: prepare_take(webm)):7.1f} ms")
         print(f"vad.should_stop(buffer)    {median_ms(lambda: should_stop(x44, 44_100)):7.1f} ms")
+    # Hands-free: a 30 s take arriving as 0.5 s browser chunks at 48 kHz; the cost of judging it
+    # after the last chunk, by re-reading the whole buffer or by feeding a StopDetector.
+    rng = np.random.default_rng(0)
+    take30 = (rng.standard_normal(30 * 48_000) * 1000).astype(np.int16)
+    step = 24_000
+    det = StopDetector(48_000)
+    for i in range(0, len(take30) - step, step):
+        det.feed(take30[i: i + step])
+    t = time.perf_counter()
+    det.feed(take30[-step:])
+    feed_ms = 1000 * (time.perf_counter() - t)
+    whole_ms = median_ms(lambda: should_stop(take30, 48_000), repeat=3)
+    print(f"30 s take, last 0.5 s chunk: should_stop(whole) {whole_ms:.1f} ms, "
+          f"StopDetector.feed {feed_ms:.1f} ms")
 
 
 if __name__ == "__main__":

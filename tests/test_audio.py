@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.signals import silence, speech, tone, wav_bytes
+from tests.signals import silence, speech, tone, wav_bytes, white_noise
 from voxspace.audio import CleanAudio, decode, prepare_take
 from voxspace.errors import (
     BadAudio,
@@ -205,3 +205,18 @@ def test_recording_modules_import_no_heavy_libraries():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'gradio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("spoil", ["dc_offset", "noise_floor"])
+def test_trimming_survives_dc_offset_and_background_noise(spoil):
+    x, sr = speech()
+    loud = np.flatnonzero(np.abs(x) > 1e-3)
+    x = x[loud[0]: loud[-1] + 1]
+    take = padded(x, sr, before=2, after=2)
+    if spoil == "dc_offset":
+        take = take + 0.05
+    else:
+        take = take + white_noise(len(take) / sr + 1, sr, dbfs=-50)[: len(take)]
+    clean = prepare_take((sr, take.astype(np.float32)))
+    assert len(x) / sr < clean.duration < len(x) / sr + 0.5  # 4 s of padding gone, no speech lost
+    assert abs(float(clean.samples.mean())) < 0.01

@@ -101,3 +101,40 @@ def test_repo_name_defaults(hub_settings):
     assert validate_repo_id("my-takes", default_namespace="alice") == "alice/my-takes"
     assert validate_repo_id(" bob/x_1.v2 ") == "bob/x_1.v2"
     assert default_dataset_repo("alice", hub_settings) == f"alice/{hub_settings.dataset_repo_name}"
+
+
+def test_commit_with_retry_commits_a_folder_after_server_errors(hub, hub_settings, hub_tokens, tmp_path):
+    from huggingface_hub import CommitOperationAdd
+
+    from voxspace.hub import commit_with_retry, ensure_private_repo, folder_operations
+
+    (tmp_path / "adapter" / "nested").mkdir(parents=True)
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter" / "nested" / "weights.safetensors").write_bytes(b"\0" * 2048)
+    (tmp_path / "adapter" / "optimizer.pt").write_bytes(b"skip me")
+    api = hub_api(Identity("alice", hub_tokens["alice"], "local"), hub_settings)
+    assert ensure_private_repo(api, "alice/retry-folder", repo_type="model")
+    assert not ensure_private_repo(api, "alice/retry-folder", repo_type="model")
+    ops = folder_operations(tmp_path / "adapter", path_in_repo="adapter", skip=lambda p: p.endswith(".pt"))
+    hub.fail_next_commits(2)
+    sleeps = []
+    commit_with_retry(
+        api, "alice/retry-folder", ops, commit_message="adapter", repo_type="model", sleep=sleeps.append
+    )
+    assert sleeps == [1.0, 2.0]
+    assert hub.list_files("alice/retry-folder") == [
+        ".gitattributes",
+        "adapter/adapter_config.json",
+        "adapter/nested/weights.safetensors",
+    ]
+    hub.fail_next_commits(1, status=403)
+    with pytest.raises(HfHubHTTPError):  # not retryable: raised at once
+        commit_with_retry(
+            api,
+            "alice/retry-folder",
+            [CommitOperationAdd("new.txt", b"new")],
+            commit_message="again",
+            repo_type="model",
+            sleep=sleeps.append,
+        )
+    assert sleeps == [1.0, 2.0]

@@ -230,3 +230,49 @@ def test_from_pretrained_by_repo_id(hub, alice, tiny_voxtral_dir, tmp_path):
         "alice/tiny", token=alice.token, cache_dir=tmp_path / "models"
     )
     assert model.config.audio_config.num_mel_bins == 128
+
+
+def test_paths_info_duplicate_delete_and_read_only_tokens(hub, alice, bob):
+    alice.create_repo("alice/src-space", repo_type="space", space_sdk="gradio")
+    alice.upload_file(
+        path_or_fileobj=b"print(1)\n", path_in_repo="app.py", repo_id="alice/src-space", repo_type="space"
+    )
+    infos = alice.get_paths_info("alice/src-space", ["app.py", "missing.py"], repo_type="space")
+    assert [(i.path, i.size) for i in infos] == [("app.py", 9)]
+    bob.duplicate_repo("alice/src-space", "bob/copy", repo_type="space", private=True)
+    assert hub.read_file("bob/copy", "app.py", repo_type="space") == b"print(1)\n"
+    assert hub.is_private("bob/copy", "space")
+    with pytest.raises(HfHubHTTPError):
+        bob.delete_repo("alice/src-space", repo_type="space")
+    bob.delete_repo("bob/copy", repo_type="space")
+    assert not hub.repo_exists("bob/copy", "space")
+    hub.add_user("hf_readonly_alice_token", "alice", role="read")
+    reader = HfApi(endpoint=hub.url, token="hf_readonly_alice_token")
+    assert reader.space_info("alice/src-space").id == "alice/src-space"
+    with pytest.raises(HfHubHTTPError) as e:
+        reader.upload_file(
+            path_or_fileobj=b"x", path_in_repo="x.py", repo_id="alice/src-space", repo_type="space"
+        )
+    assert e.value.response.status_code == 403
+
+
+def test_paused_writes_hang_until_allowed(hub, alice):
+    import threading
+
+    alice.create_repo("alice/paused")
+    hub.pause_writes()
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (
+            alice.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id="alice/paused"),
+            done.set(),
+        )
+    )
+    try:
+        worker.start()
+        assert not done.wait(1.0)  # the upload is stuck in the Hub
+        assert hub.list_files("alice/paused") == [".gitattributes"]
+    finally:
+        hub.allow_writes()
+    worker.join(30)
+    assert done.is_set() and hub.list_files("alice/paused") == [".gitattributes", "a.txt"]

@@ -266,20 +266,27 @@ def test_import_streams_with_column_mapping_and_caps(tmp_path):
         import_hub_dataset(str(tmp_path / "missing"), save=Collector())
 
 
-def test_cli_add_command_saves_through_the_given_store(tmp_path, capsys):
+def test_cli_upload_command_saves_into_the_local_store(tmp_path, monkeypatch, capsys):
     import argparse
 
     from voxspace.ingest import add_upload_command
+    from voxspace.layout import read_folder
+    from voxspace.store import TakeStore
 
+    monkeypatch.setenv("VOXSPACE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # no token: the local no-token folder
     wav = speech_file(tmp_path, "a.wav")
     csv = tmp_path / "t.csv"
     csv.write_text("file_name,text\na.wav,Call Maria\n")
-    save = Collector()
     parser = argparse.ArgumentParser()
-    add_upload_command(parser.add_subparsers(dest="cmd", required=True), lambda args: (save, None))
-    args = parser.parse_args(["add", str(wav), str(tmp_path / "missing.wav"), "--transcripts", str(csv),
-                              "--language", "en"])
-    assert args.func(args) == 0
+    add_upload_command(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(["upload", str(wav), str(tmp_path / "missing.wav"), "--transcripts",
+                              str(csv), "--language", "en"])
+    try:
+        assert args.func(args) == 0
+    finally:
+        TakeStore.close_all()
     out = capsys.readouterr().out
     assert "ok   a.wav" in out and "skip missing.wav" in out and "saved 1 takes" in out
-    assert save.saved[0]["text"] == "Call Maria"
+    [take] = read_folder(tmp_path / "data" / "local")
+    assert (take.take.text, take.take.language, take.take.source) == ("Call Maria", "en", "upload")

@@ -117,18 +117,29 @@ def test_phrases_from_a_missing_dataset_or_split(hub, granary_repo):
         from_hub_dataset(granary_repo, config="en_demo", split="train", language="en")
 
 
-def test_cli_import_command(hub, hub_tokens, clips_repo, capsys):
+def test_cli_import_lands_in_the_users_recordings_repo(hub, hub_tokens, hub_settings, clips_repo,
+                                                        monkeypatch, capsys):
     import argparse
 
     from voxspace.ingest import add_import_command
+    from voxspace.layout import read_folder
+    from voxspace.store import TakeStore
 
-    save = Collector()
+    monkeypatch.setenv("VOXSPACE_DATA_DIR", str(hub_settings.data_dir))
+    monkeypatch.setenv("HF_TOKEN", hub_tokens["alice"])
     parser = argparse.ArgumentParser()
-    add_import_command(parser.add_subparsers(dest="cmd", required=True),
-                       lambda args: (save, hub_tokens["alice"]))
-    args = parser.parse_args(["import", clips_repo, "--text-column", "sentence", "--max-takes", "1"])
-    assert args.func(args) == 0
-    assert len(save.saved) == 1 and "saved 1 takes" in capsys.readouterr().out
+    add_import_command(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(["import", clips_repo, "--text-column", "sentence", "--language-column",
+                              "locale", "--max-takes", "2", "--repo", "alice/imported"])
+    try:
+        assert args.func(args) == 0
+    finally:
+        TakeStore.close_all()
+    assert "saved 2 takes" in capsys.readouterr().out
+    takes = sorted(read_folder(hub.checkout("alice/imported", "dataset")), key=lambda t: t.take.seq)
+    assert [(t.take.text, t.take.language, t.take.source) for t in takes] == [
+        (TEXTS[0], "en", "import"), (TEXTS[2], "es", "import")]
+    assert hub.is_private("alice/imported", "dataset")
 
 
 def test_an_explicit_endpoint_wins_over_the_one_datasets_was_imported_with(hub, hub_tokens, clips_repo,

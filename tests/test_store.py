@@ -185,6 +185,29 @@ def test_resume_on_sign_in_counts_hub_takes_and_continues_seq(
     assert len(read_folder(hub.checkout(again.repo_id, "dataset"))) == 4
 
 
+def test_resume_on_the_same_disk_reads_only_new_metadata(hub, hub_settings, hub_tokens, take_wav, tmp_path):
+    def metadata_downloads() -> int:
+        return sum(r["method"] == "GET" and r["path"].endswith("metadata.jsonl") for r in hub.requests())
+
+    alice = who("alice", hub_tokens)
+    here = TakeStore.for_identity(hub_settings, alice)
+    for i in range(3):
+        here.save(*take_wav, text=f"take {i}", language="en", phrase_id=f"en-{i}")
+    assert here.flush(30)
+    TakeStore.close_all()
+    # Meanwhile, on another machine: one more take; and one take deleted on the Hub by its owner.
+    other = TakeStore.for_identity(replace(hub_settings, data_dir=tmp_path / "other"), alice)
+    other.save(*take_wav, text="from elsewhere", language="en", phrase_id="en-9")
+    assert other.flush(30)
+    TakeStore.close_all()
+    gone = here.takes()[0]
+    hub_api(alice, hub_settings).delete_folder(gone.folder, repo_id=here.repo_id, repo_type="dataset")
+    before = metadata_downloads()
+    back = TakeStore.for_identity(hub_settings, alice)
+    assert metadata_downloads() == before + 1  # only the take this disk had not seen
+    assert [t.text for t in back.takes()] == ["take 1", "take 2", "from elsewhere"]
+
+
 def test_no_token_keeps_takes_locally_until_pushed(hub, hub_settings, hub_tokens, take_wav):
     local = TakeStore.for_identity(hub_settings, ANONYMOUS)
     assert local.local_only and local.root == local_folder(hub_settings)
@@ -319,3 +342,23 @@ def test_no_token_reaches_a_log_or_a_file(hub, hub_settings, hub_tokens, take_wa
         needle = token.encode()
         leaked = [p for p in files if needle in p.read_bytes()]
         assert not leaked, leaked
+
+
+def test_in_a_space_pending_takes_wait_for_their_owner_to_sign_in(hub, hub_settings, hub_tokens, take_wav):
+    from voxspace.store import recover_pending
+
+    space = replace(hub_settings, space_id="spaceowner/voxspace")
+    bob = Identity("bob", hub_tokens["bob"], "oauth")
+    hub.refuse_writes()
+    try:
+        store = TakeStore.for_identity(space, bob)
+        take = store.save(*take_wav, text="saved while the Hub was down", language="en", phrase_id="w")
+        assert not store.flush(0.5)
+    finally:
+        TakeStore.close_all()  # the Space restarts: no process holds bob's token any more
+        hub.allow_writes()
+    assert recover_pending(space) == {}  # nobody's token is stored, so nothing can be pushed yet
+    assert not hub.repo_exists(store.repo_id, "dataset")
+    again = TakeStore.for_identity(space, bob)  # bob signs in again
+    assert again.stats().pending == 1 and again.flush(30)
+    assert [t.take.take_id for t in read_folder(hub.checkout(again.repo_id, "dataset"))] == [take.take_id]

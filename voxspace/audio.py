@@ -148,7 +148,7 @@ def prepare_take(source: AudioSource, limits: Limits = DEFAULT_LIMITS) -> CleanA
     mono = samples.mean(axis=1) if samples.ndim == 2 else samples
     if sr != limits.sample_rate:
         mono = soxr.resample(mono, sr, limits.sample_rate, quality="HQ")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    mono = np.ascontiguousarray(mono - mono.mean(), dtype=np.float32)  # a mic's DC offset is not sound
 
     span = _voiced_span(mono, limits.sample_rate)
     if span is None:

@@ -20,8 +20,8 @@ log = logging.getLogger("voxspace")
 
 
 def _register_data(sub: argparse._SubParsersAction) -> None:
-    """`data add|import|stats|push` (Record issue): the same TakeStore the Record tab uses."""
-    data = sub.add_parser("data", help="your recordings: add, import, stats, push")
+    """`data add|upload|import|stats|push` (Record issue): the same TakeStore the Record tab uses."""
+    data = sub.add_parser("data", help="your recordings: add, upload, import, stats, push")
     dsub = data.add_subparsers(dest="data_command", required=True)
 
     def with_repo(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,6 +43,11 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
     push.add_argument("--folder", help="a folder of takes recorded with no token (default: the local one)")
     push.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the push")
     push.set_defaults(func=_data_push)
+
+    from voxspace.ingest import add_import_command, add_upload_command
+
+    add_upload_command(dsub)
+    add_import_command(dsub)
 
 
 def _store(args: argparse.Namespace):
@@ -100,6 +105,9 @@ def _data_push(args: argparse.Namespace) -> int:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`train` and `evaluate` (Train issue)."""
+    from voxspace.train_cli import register
+
+    register(sub)
 
 
 def _register_publish(sub: argparse._SubParsersAction) -> None:

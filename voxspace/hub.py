@@ -139,6 +139,20 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
     raise AssertionError("unreachable")
 
 
+def folder_operations(folder: str | Path, *, path_in_repo: str = "",
+                      skip: Callable[[str], bool] | None = None) -> list[CommitOperationAdd]:
+    """One addition per file under `folder` (relative posix paths under `path_in_repo`), for
+    commit_with_retry; `skip(relative_path)` leaves files out (checkpoints, caches...)."""
+    folder = Path(folder)
+    prefix = path_in_repo.strip("/")
+    ops = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if skip is None or not skip(rel):
+            ops.append(CommitOperationAdd(f"{prefix}/{rel}" if prefix else rel, path))
+    return ops
+
+
 def _fresh(op: CommitOperation) -> CommitOperation:
     if isinstance(op, CommitOperationAdd):
         if not isinstance(op.path_or_fileobj, bytes | str | Path):

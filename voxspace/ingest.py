@@ -16,12 +16,13 @@ import csv
 import io
 import json
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxspace.audio import DEFAULT_LIMITS, prepare_take
 from voxspace.errors import BadInput, VoxSpaceError
@@ -33,6 +34,9 @@ NAME_COLUMNS = ("file_name", "filename", "file", "path", "audio")
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence")
 LANGUAGE_COLUMNS = ("language", "lang", "locale")
 MAX_COMPRESSION_RATIO = 200  # audio hardly compresses; a ratio like this is a zip bomb
+
+if TYPE_CHECKING:
+    from voxspace.store import TakeStore
 
 Save = Callable[..., Any]  # TakeStore.save(wav_bytes, duration, *, text, language, phrase_id, source)
 
@@ -202,18 +206,20 @@ def _ingest_file(path: Path, name: str, table: dict[str, tuple[str, str | None]]
         return IngestRow(name, False, "No transcript for this file: add a line for it to the "
                          "csv/tsv/jsonl file.", 0.0, "")
     text, file_language = found
-    row = _check_and_save(path, name, text, file_language or language, "upload", save, limits)
-    assert row is not None  # no cap on uploads
-    return row
+    return _check_and_save(path, name, text, file_language or language, "upload", save, limits)
+
+
+class _CapReached(Exception):
+    """The next take would pass an import's max_minutes."""
 
 
 def _check_and_save(source: Any, name: str, text: str, language: str, origin: str, save: Save,
-                    limits: Limits, room_s: float | None = None) -> IngestRow | None:
-    """prepare_take then save; a failure becomes a rejected row. None: no room left under a cap."""
+                    limits: Limits, room_s: float = float("inf")) -> IngestRow:
+    """prepare_take then save; a failure becomes a rejected row (others go on)."""
     try:
         clean = prepare_take(source, limits)
-        if room_s is not None and clean.duration > room_s:
-            return None
+        if clean.duration > room_s:
+            raise _CapReached
         save(clean.wav_bytes(), clean.duration, text=text, language=language, phrase_id="",
              source=origin)
     except VoxSpaceError as e:  # BadAudio, or the store refusing: the row says why, others go on
@@ -305,7 +311,7 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
     upload, so a broken row becomes a rejected row instead of ending the import. The caps count
     accepted takes; a take that would pass max_minutes is not saved.
     """
-    from voxspace.hub_stream import read_audio_bytes, stream_rows
+    from voxspace.hub_stream import stream_rows
 
     for cap, label in ((max_takes, "max_takes"), (max_minutes, "max_minutes")):
         if cap is not None and cap <= 0:
@@ -316,24 +322,11 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
     taken, seconds = 0, 0.0
     for i, row in enumerate(stream_rows(repo_id, config=config, split=split, columns=columns,
                                         audio_column=audio_column, token=token, endpoint=endpoint)):
-        audio = row.get(audio_column) or {}
-        name = PurePosixPath(str(audio.get("path") or f"row-{i}")).name
-        text = " ".join(str(row.get(text_column) or "").split())
+        room_s = float("inf") if max_minutes is None else max_minutes * 60 - seconds
         try:
-            lang = (normalise_language(row.get(language_column)) if language_column else None)
-        except BadInput:
-            lang = None  # a language Voxtral lacks: let it detect
-        if not text:
-            out = IngestRow(name, False, "This row has no transcript.", 0.0, "")
-        else:
-            try:
-                data = read_audio_bytes(audio, token=token, endpoint=endpoint)
-            except VoxSpaceError as e:
-                out = IngestRow(name, False, e.user_message, 0.0, text)
-            else:
-                out = _check_and_save(data, name, text, lang or default_language, "import", save,
-                                      limits, None if max_minutes is None else max_minutes * 60 - seconds)
-        if out is None:  # the next take would pass max_minutes
+            out = _import_row(row, i, audio_column, text_column, language_column, default_language,
+                              save=save, limits=limits, room_s=room_s, token=token, endpoint=endpoint)
+        except _CapReached:
             break
         rows.append(out)
         if progress is not None:
@@ -345,51 +338,90 @@ def import_hub_dataset(repo_id: str, *, audio_column: str = "audio", text_column
     return rows
 
 
-# --- CLI glue (wired into `python -m voxspace data` by cli._register_data) --------------------------
-Connect = Callable[[argparse.Namespace], tuple[Save, str | None]]
+def _import_row(row: dict[str, Any], index: int, audio_column: str, text_column: str,
+                language_column: str | None, default_language: str, *, save: Save, limits: Limits,
+                room_s: float, token: str | None, endpoint: str | None) -> IngestRow:
+    from voxspace.hub_stream import read_audio_bytes
+
+    audio = row.get(audio_column) or {}
+    name = PurePosixPath(str(audio.get("path") or f"row-{index}")).name
+    text = " ".join(str(row.get(text_column) or "").split())
+    if not text:
+        return IngestRow(name, False, "This row has no transcript.", 0.0, "")
+    try:
+        language = normalise_language(row.get(language_column)) if language_column else None
+    except BadInput:
+        language = None  # a language Voxtral lacks: let it detect
+    try:
+        data = read_audio_bytes(audio, token=token, endpoint=endpoint)
+    except VoxSpaceError as e:
+        return IngestRow(name, False, e.user_message, 0.0, text)
+    return _check_and_save(data, name, text, language or default_language, "import", save, limits,
+                           room_s)
 
 
-def _print_rows(rows: list[IngestRow]) -> int:
-    kept = [r for r in rows if r.accepted]
-    print(f"saved {len(kept)} takes ({sum(r.duration for r in kept) / 60:.1f} min), "
-          f"rejected {len(rows) - len(kept)}")
-    return 0 if kept or not rows else 1
+# --- CLI glue -------------------------------------------------------------------------------------
+# cli._register_data wires these in with one line each: add_upload_command(dsub); add_import_command(dsub)
+OpenStore = Callable[[argparse.Namespace], tuple["TakeStore", str | None]]
+
+
+def _open_store(args: argparse.Namespace) -> tuple[TakeStore, str | None]:
+    """The signed-in person's TakeStore (as `data add` opens it) and their token for Hub reads."""
+    from voxspace.auth import resolve_identity
+    from voxspace.settings import Settings
+    from voxspace.store import TakeStore
+
+    settings = Settings.from_env()
+    identity = resolve_identity(settings)
+    return TakeStore.for_identity(settings, identity, args.repo), identity.token
 
 
 def _print_row(row: IngestRow) -> None:
     print(("ok   " if row.accepted else "skip ") + row.name + ("" if row.accepted else f": {row.reason}"))
 
 
-def add_upload_command(sub: argparse._SubParsersAction, connect: Connect) -> argparse.ArgumentParser:
-    """`data add FILE_OR_ZIP... [--transcripts t.csv] [--language en]`.
+def _finish(store: TakeStore, rows: list[IngestRow], timeout: float) -> int:
+    kept = [r for r in rows if r.accepted]
+    print(f"saved {len(kept)} takes ({sum(r.duration for r in kept) / 60:.1f} min), "
+          f"rejected {len(rows) - len(kept)}")
+    if kept and not store.local_only and not store.flush(timeout):
+        print("not all on the Hub yet: they stay saved here and are pushed on the next run",
+              file=sys.stderr)
+    return 0 if kept or not rows else 1
 
-    `connect(args)` returns (the user's TakeStore.save, their token); the `data` command owns
-    sign-in and the store, this only adds the ingest itself.
-    """
-    p = sub.add_parser("add", help="check and save audio files or a zip, with their transcripts")
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--repo", help="your dataset repo (default <you>/voxspace-recordings)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the push")
+    return p
+
+
+def add_upload_command(sub: argparse._SubParsersAction,
+                       open_store: OpenStore = _open_store) -> argparse.ArgumentParser:
+    """`data upload FILE_OR_ZIP... [--transcripts t.csv] [--language en]`: many files at once."""
+    p = _common(sub.add_parser("upload", help="check and save many audio files or a zip, with a "
+                                              "csv/tsv/jsonl of transcripts"))
     p.add_argument("files", nargs="+", type=Path, help="wav/flac/ogg/mp3 files, zips, csv/tsv/jsonl")
     p.add_argument("--transcripts", type=Path, default=None, help="csv, tsv or jsonl")
     p.add_argument("--language", default="", help="for files whose transcript has none")
 
     def run(args: argparse.Namespace) -> int:
-        save, _ = connect(args)
+        store, _ = open_store(args)
         rows = ingest_upload(args.files, transcripts=args.transcripts, language=args.language,
-                             save=save)
+                             save=store.save, limits=store.settings.limits)
         for row in rows:
             _print_row(row)
-        return _print_rows(rows)
+        return _finish(store, rows, args.timeout)
 
     p.set_defaults(func=run)
     return p
 
 
-def add_import_command(sub: argparse._SubParsersAction, connect: Connect) -> argparse.ArgumentParser:
-    """`data import REPO_ID [--audio-column C] [--text-column C] [--max-takes N] [--max-minutes M]`.
-
-    `connect(args)` as for add_upload_command; the token reads the source dataset.
-    """
-    p = sub.add_parser("import", help="import takes from a Hub audio dataset (streamed)")
-    p.add_argument("repo_id", help="dataset id on the Hub, e.g. me/my-recordings")
+def add_import_command(sub: argparse._SubParsersAction,
+                       open_store: OpenStore = _open_store) -> argparse.ArgumentParser:
+    """`data import REPO_ID [--audio-column C] [--text-column C] [--max-takes N] [--max-minutes M]`."""
+    p = _common(sub.add_parser("import", help="import takes from a Hub audio dataset (streamed)"))
+    p.add_argument("repo_id", help="the dataset to import from, e.g. someone/clips")
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--text-column", default="text")
     p.add_argument("--language-column", default=None)
@@ -400,12 +432,14 @@ def add_import_command(sub: argparse._SubParsersAction, connect: Connect) -> arg
     p.add_argument("--max-minutes", type=float, default=None)
 
     def run(args: argparse.Namespace) -> int:
-        save, token = connect(args)
-        return _print_rows(import_hub_dataset(
+        store, token = open_store(args)
+        rows = import_hub_dataset(
             args.repo_id, audio_column=args.audio_column, text_column=args.text_column,
             language_column=args.language_column, language=args.language, config=args.config,
-            split=args.split, max_takes=args.max_takes, max_minutes=args.max_minutes,
-            token=token, save=save, progress=_print_row))
+            split=args.split, max_takes=args.max_takes, max_minutes=args.max_minutes, token=token,
+            endpoint=store.settings.hub_endpoint, save=store.save, progress=_print_row,
+            limits=store.settings.limits)
+        return _finish(store, rows, args.timeout)
 
     p.set_defaults(func=run)
     return p

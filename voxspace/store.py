@@ -11,7 +11,9 @@ store then commits spooled takes to the person's private dataset repo (created o
 dataset card), retrying with exponential backoff capped at settings.push_retry_max_s, and removes
 them from the spool. Each take only ever adds its own folder, so no commit rewrites an earlier one.
 
-Spool: <data_dir>/users/<username>/<namespace>--<name>/{owner.json, spool/data/<split>/<id>/...}.
+Per person and repo, under <data_dir>/users/<username>/<namespace>--<name>/: owner.json (whose,
+where; never a token), spool/ (pending takes, dataset layout) and on_hub.jsonl (a ledger of pushed
+takes' metadata, so a sign-in on this disk downloads only what it has not seen).
 No-token mode (local runs only): takes stay in <data_dir>/local, same layout, until
 `push_local_folder` moves them into a signed-in person's spool.
 
@@ -165,6 +167,7 @@ class TakeStore:
             if not (owner_dir / "owner.json").exists():  # no token in here, ever
                 _write_file_synced(owner_dir / "owner.json", json.dumps(owner).encode())
             self.root = owner_dir / "spool"
+            self._ledger = owner_dir / "on_hub.jsonl"
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.root / ".incoming", ignore_errors=True)  # never acknowledged
         self._lock = threading.RLock()
@@ -196,8 +199,8 @@ class TakeStore:
         folder, except in a Space, where an anonymous visitor must sign in (visitors never share a folder).
         """
         if identity.signed_in:
-            repo_id = validate_repo_id(repo_id or default_dataset_repo(identity.username, settings),
-                                       default_namespace=identity.username)
+            default = default_dataset_repo(identity.username, settings)  # vouches for the username too
+            repo_id = validate_repo_id(repo_id or default, default_namespace=identity.username)
         elif settings.in_space:
             raise AuthError("Sign in with Hugging Face to record: your takes go to your own private dataset.")
         else:
@@ -329,10 +332,12 @@ class TakeStore:
                     self._resumed = True
                 return
             raise
+        paths = {s.rfilename for s in info.siblings or []}
+        ledger = {t.metadata_path_in_repo: t for t in self._read_ledger()}
+        known = {t.take_id: t for path, t in ledger.items() if path in paths}  # deleted on the Hub: gone
+        wanted = [p for p in paths if _METADATA_PATH.fullmatch(p) and p not in ledger]
+        wanted += ["README.md"] if "README.md" in paths else []
         cache = user_cache_dir(self.settings, self._identity)
-        wanted = [s.rfilename for s in info.siblings or [] if _METADATA_PATH.fullmatch(s.rfilename)]
-        if "README.md" in {s.rfilename for s in info.siblings or []}:
-            wanted.append("README.md")
 
         def fetch(path: str) -> tuple[str, str]:
             local = hf_hub_download(self.repo_id, path, repo_type="dataset", revision=info.sha,
@@ -342,16 +347,12 @@ class TakeStore:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             found = dict(pool.map(fetch, wanted))
-        known = {}
-        for path, text in found.items():
-            if path == "README.md":
-                continue
-            for line in text.splitlines():
-                if line.strip():
-                    take = Take.from_row(json.loads(line))
-                    known[take.take_id] = take
+        fetched = [Take.from_row(json.loads(line)) for path, text in found.items() if path != "README.md"
+                   for line in text.splitlines() if line.strip()]
+        self._append_ledger(fetched)
+        known.update((t.take_id, t) for t in fetched)
         with self._lock:
-            self._known.update(known)
+            self._known = known
             for take_id in known:  # pushed before a crash that came before the spool cleanup
                 if take_id in self._spooled:
                     self._drop_from_spool(self._spooled.pop(take_id))
@@ -360,6 +361,25 @@ class TakeStore:
             self._changed.notify_all()
         log.info("resumed %s: %d takes on the Hub, %d pending here", self.repo_id, len(known),
                  len(self._spooled))
+
+    # The ledger: metadata rows of takes known to be on the Hub, so a sign-in on this disk only
+    # downloads the metadata of takes it has not seen (one request instead of one per take).
+    # A cache, not a record: losing it costs time, and the repo listing always has the last word.
+    def _read_ledger(self) -> list[Take]:
+        takes = []
+        if self._ledger.exists():
+            for line in self._ledger.read_text(encoding="utf-8").splitlines():
+                try:
+                    takes.append(Take.from_row(json.loads(line)))
+                except (ValueError, TypeError):  # a line torn by a crash
+                    continue
+        return takes
+
+    def _append_ledger(self, takes: Iterable[Take]) -> None:
+        lines = "".join(t.metadata_line() for t in takes)
+        if lines:
+            with open(self._ledger, "a", encoding="utf-8") as f:
+                f.write(lines)
 
     def _drop_from_spool(self, take: Take) -> None:
         shutil.rmtree(self.root / take.folder, ignore_errors=True)
@@ -387,6 +407,7 @@ class TakeStore:
         cap = self.settings.push_retry_max_s
         commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
                           base_delay_s=min(1.0, cap), max_delay_s=cap)
+        self._append_ledger(batch)
         with self._lock:
             self._card_text = card
             for take in batch:

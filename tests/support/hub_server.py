@@ -182,6 +182,7 @@ class Request:
     body: bytes
     principal: Principal | None
     cookies: dict[str, str] = field(default_factory=dict)
+    repo: str | None = None  # set by handlers whose repo is in the body, for the log
 
     def json(self) -> dict:
         try:
@@ -293,7 +294,8 @@ class HubServer:
         for token, name in (users or {}).items():
             self.add_user(token, name, role="read" if token in (read_only_tokens or set()) else "write")
         self._repos = _Repos(self.root)
-        self._lfs_tickets: dict[str, tuple[str, int]] = {}  # ticket -> (sha256, size)
+        # upload ticket -> (sha256, size, who asked, repo): a PUT carries no token, only its ticket
+        self._lfs_tickets: dict[str, tuple[str, int, Principal, str]] = {}
         self._fail_commits: list[tuple[int, bool]] = []  # (status, after_apply) per next commit POST
         self._write_mode = "open"  # open | refuse | pause
         self._writes_open = threading.Event()
@@ -480,13 +482,13 @@ class HubServer:
             if not m:
                 continue
             groups = {k: unquote(v) if v is not None else None for k, v in m.groupdict().items()}
-            repo = groups.get("repo")
             try:
                 if write:
                     self._gate_write()
-                return getattr(self, name)(req, **groups), repo, write
+                resp = getattr(self, name)(req, **groups)
+                return resp, groups.get("repo") or req.repo, write
             except HttpError as e:
-                return _error(e), repo, write
+                return _error(e), groups.get("repo") or req.repo, write
         return _error(HttpError(404, f"Not found: {req.method} {req.path}")), None, False
 
     def _gate_write(self) -> None:
@@ -561,6 +563,7 @@ class HubServer:
         if repo_type not in URL_PREFIX:
             raise HttpError(400, f"Invalid repo type: {repo_type}")
         name, ns = j.get("name") or "", j.get("organization") or req.principal.username
+        req.repo = f"{ns}/{name}"
         if not NAME_RE.match(name) or "--" in name or ".." in name or name.endswith(".git"):
             raise HttpError(
                 400,
@@ -634,6 +637,7 @@ class HubServer:
         repo_id = (
             f"{j.get('organization') or (req.principal.username if req.principal else '')}/{j.get('name')}"
         )
+        req.repo = repo_id
         with self._lock:
             state = self._can_write(req, repo_type, repo_id)
             self._repos.delete(state)
@@ -867,7 +871,7 @@ class HubServer:
                 continue
             ticket = secrets.token_urlsafe(16)
             with self._lock:
-                self._lfs_tickets[ticket] = (oid, size)
+                self._lfs_tickets[ticket] = (oid, size, req.principal, repo)
             base = f"{self.url}/{URL_PREFIX[repo_type]}{repo}.git/info/lfs/objects"
             objects.append(
                 {
@@ -894,6 +898,7 @@ class HubServer:
             ticket = self._lfs_tickets.pop(req.arg("ticket") or "", None)
         if ticket is None or ticket[0] != oid:
             raise HttpError(403, "Invalid or expired upload ticket")
+        req.principal, req.repo = ticket[2], ticket[3]  # logged as the user the ticket was issued to
         if len(req.body) != ticket[1] or hashlib.sha256(req.body).hexdigest() != oid:
             raise HttpError(400, "Uploaded content does not match the announced oid/size")
         self._repos.put_object(req.body)

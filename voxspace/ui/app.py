@@ -1,22 +1,82 @@
-"""Assemble the VoxSpace Blocks: the sign-in header and one tab per step.
+"""Assemble the VoxSpace page: the sign-in header, a plain-language status line, one tab per step.
 
-Imports only gradio and light voxspace modules: torch/transformers load on first use, so the
-page answers within seconds of start-up.
+    python app.py            (serves http://127.0.0.1:7860; GRADIO_SERVER_NAME/PORT override)
+
+Imports only gradio and the light voxspace modules (no torch, no transformers): the page answers
+within seconds of start-up, and the training/publishing code loads on first use.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import gradio as gr
 
 from voxspace.settings import Settings
+from voxspace.ui import assets, placeholders, record
+from voxspace.ui.session import Session, start_session, status_line
+
+log = logging.getLogger(__name__)
+
+
+def _show_login_button(settings: Settings) -> bool:
+    """In a Space the button runs real OAuth. Locally gradio mocks it with the cached token and
+    refuses to start without one, so without a token the page goes straight to local-folder mode."""
+    if settings.in_space:
+        return True
+    from huggingface_hub import get_token
+
+    return get_token() is not None
 
 
 def build_app(settings: Settings | None = None) -> gr.Blocks:
     settings = settings or Settings.from_env()
     with gr.Blocks(title="VoxSpace") as demo:
-        gr.Markdown("# VoxSpace\nFine-tune Voxtral speech recognition on your own voice.")
+        session = gr.State(None)  # one Session per visitor, built on page load
+        with gr.Row(elem_id="vx-header", equal_height=True):
+            gr.Markdown("# VoxSpace\nTeach speech recognition your own voice: read phrases aloud, "
+                        "train, publish.", elem_id="vx-title")
+            if _show_login_button(settings):
+                gr.LoginButton("Sign in with Hugging Face", elem_id="login-btn", scale=0, min_width=260)
+        status = gr.Markdown("Loading…", elem_id="identity-status")
+        with gr.Tabs(elem_id="vx-tabs"):
+            with gr.Tab("Record", id="record", elem_id="tab-record"):
+                rec = record.build(settings, session)
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                placeholders.train_tab()
+            with gr.Tab("Publish", id="publish", elem_id="tab-publish"):
+                placeholders.publish_tab()
+
+        def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:
+            sess = start_session(settings, profile=profile, token=token)
+            return sess, status_line(sess)
+
+        demo.load(_start, inputs=None, outputs=[session, status], show_progress="hidden").then(
+            rec.on_load, rec.load_inputs, rec.load_outputs, show_progress="hidden").then(
+            None, rec.load_js_inputs, None, js=rec.load_js)
     return demo
 
 
+def _recover_in_background(settings: Settings) -> None:
+    """Push takes a previous run acknowledged but had not pushed (e.g. after a kill -9)."""
+
+    def run() -> None:
+        from voxspace.store import recover_pending
+
+        try:
+            recover_pending(settings)
+        except Exception:  # the page must come up even if the Hub is unreachable; retried next start
+            log.exception("recovering unpushed takes failed")
+
+    threading.Thread(target=run, name="voxspace-recover", daemon=True).start()
+
+
 def launch(settings: Settings | None = None) -> None:
-    build_app(settings).queue(default_concurrency_limit=8).launch()
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _recover_in_background(settings)
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=8).launch(
+        css_paths=[assets.CSS], head=assets.head(), footer_links=[],
+        theme=gr.themes.Default())

@@ -1,0 +1,107 @@
+"""What a person does on the Record tab, as functions the browser tests share.
+
+Selectors (gradio 6.31): our own controls have elem_ids (#save-btn, #skip-btn, #rerecord-btn,
+#take-status, #progress, #phrase). Gradio's recorder: `button.record-button` (Record) and the
+visible `button.stop-button` (Stop; a hidden #stop-paused twin exists); after the upload the player
+shows `button.play-pause-button[aria-label=Play]`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from voxspace import layout
+
+TIMEOUT_MS = 30_000
+
+# A MutationObserver stamps performance.now() when gradio shows Stop (right after MediaRecorder
+# starts), and an in-page timer clicks Stop `ms` later: CPU starvation of the driver on a loaded
+# 2-core machine cannot stretch the recording. A script click also skips the page's 0.5 s tail.
+_ARM_START = """(root) => {
+    delete window.__recStart;
+    const mo = new MutationObserver(() => {
+        const stop = [...root.querySelectorAll("button.stop-button")].find(b => b.getClientRects().length);
+        if (stop) { window.__recStart = performance.now(); mo.disconnect(); }
+    });
+    mo.observe(root, {attributes: true, childList: true, subtree: true});
+}"""
+_STOP_AFTER = """(root, ms) => new Promise((resolve) => {
+    const stop = [...root.querySelectorAll("button.stop-button")].find(b => b.getClientRects().length);
+    setTimeout(() => { stop.click(); resolve(); }, Math.max(0, window.__recStart + ms - performance.now()));
+})"""
+
+
+def new_visitor(browser: Browser, app_url: str, hub_url: str,
+                user: str | None) -> tuple[BrowserContext, Page]:
+    """A fresh browser profile; `user` is who the local Hub's OAuth page signs in."""
+    ctx = browser.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 900})
+    if user:
+        ctx.add_cookies([{"name": "hub_user", "value": user, "url": hub_url}])
+    page = ctx.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    expect(page.locator("#phrase .vx-phrase-text")).to_be_visible()
+    return ctx, page
+
+
+def sign_in(page: Page, user: str) -> None:
+    page.get_by_role("button", name="Sign in with Hugging Face").click()
+    expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {user}", timeout=TIMEOUT_MS)
+    expect(page.locator("#take-status")).to_contain_text("Press R")
+
+
+def phrase(page: Page) -> str:
+    return page.locator("#phrase .vx-phrase-text").inner_text().strip()
+
+
+def record(page: Page, seconds: float = 2.5, recorder: str = "#take-audio") -> None:
+    """Record `seconds` with the mouse, timed in the page; returns once the take is in the player."""
+    root = page.locator(recorder)
+    root.evaluate(_ARM_START)
+    root.locator("button.record-button").click()
+    page.wait_for_function("() => window.__recStart !== undefined", timeout=15_000)
+    root.evaluate(_STOP_AFTER, seconds * 1000)
+    expect(root.locator("button.play-pause-button")).to_be_visible()
+
+
+def save(page: Page, expect_text: str = "saved (") -> str:
+    """Press Save and wait for the answer (a new status line); returns it."""
+    status = page.locator("#take-status")
+    before = status.inner_text()
+    page.locator("#save-btn").click()
+    expect(status).not_to_have_text(before)
+    expect(status).to_contain_text(expect_text)
+    return status.inner_text()
+
+
+def takes_in_repo(hub, repo_id: str) -> list[layout.LocalTake]:
+    return layout.read_folder(hub.checkout(repo_id, repo_type="dataset")) if hub.repo_exists(
+        repo_id, "dataset") else []
+
+
+def wait_for_takes(hub, repo_id: str, n: int, timeout_s: float = 60) -> list[layout.LocalTake]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = takes_in_repo(hub, repo_id)
+        if len(found) >= n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def takes_in_folder(root: Path) -> list[layout.LocalTake]:
+    return layout.read_folder(root)
+
+
+def metadata_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for p in folder.glob("data/*/*/metadata.jsonl")
+            for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def count_from_progress(page: Page) -> int:
+    m = re.search(r"(\d+)\s+takes?\s+saved", page.locator("#progress").inner_text())
+    return int(m.group(1)) if m else -1

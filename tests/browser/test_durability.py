@@ -1,0 +1,53 @@
+"""kill -9 of the app after takes are acknowledged but before they reach the Hub loses nothing."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import pages
+from tests.browser.conftest import AppServer, local_env, space_env
+
+pytestmark = pytest.mark.browser
+
+REPO = "alice/voxspace-recordings"
+
+
+@pytest.mark.parametrize("where", ["space", "local"])
+def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hub_tokens, tmp_path, where):
+    env = space_env(hub, tmp_path) if where == "space" else local_env(hub, tmp_path, hub_tokens["alice"])
+    app = AppServer(env, tmp_path).start()
+    try:
+        ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, "alice")
+        if where == "space":
+            pages.sign_in(page, "alice")
+        else:  # locally the token in HF_TOKEN is who you are
+            expect(page.locator("#identity-status")).to_contain_text("Signed in as alice")
+        before = {t.take.take_id for t in pages.takes_in_repo(hub, REPO)}
+        hub.refuse_writes()  # every push now fails: the takes can only be on this machine
+        read = []
+        for _ in range(2):
+            read.append(pages.phrase(page))
+            pages.record(page, 2.0)
+            pages.save(page)  # acknowledged
+            expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])
+        expect(page.locator("#progress")).to_contain_text("waiting to upload")
+        ctx.close()
+        app.kill()
+        assert {t.take.take_id for t in pages.takes_in_repo(hub, REPO)} == before  # nothing pushed yet
+
+        hub.allow_writes()
+        app.start()
+        if where == "space":
+            # No visitor token is ever written to disk, so the takes wait for alice's next visit:
+            # signing in hands the restarted app her token, and it pushes what the killed run kept.
+            ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, "alice")
+            pages.sign_in(page, "alice")
+            ctx.close()
+        # Locally, start-up itself pushes them (recover_pending in a background thread).
+        takes = pages.wait_for_takes(hub, REPO, len(before) + 2)
+        new = [t.take.text for t in takes if t.take.take_id not in before]
+        assert sorted(new) == sorted(read), app.log()
+    finally:
+        hub.allow_writes()
+        app.stop()

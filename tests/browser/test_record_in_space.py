@@ -1,0 +1,128 @@
+"""The Record tab in a Space: sign in, record, find the takes in your own repo; a second visitor
+stays apart; bad takes are explained and kept; the loop works from the keyboard alone."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import soundfile as sf
+from playwright.sync_api import expect
+
+from tests.browser import pages
+
+pytestmark = pytest.mark.browser
+
+REPO = "{}/voxspace-recordings"
+
+
+@pytest.fixture(scope="module")
+def alice(mic_browser, space_app, hub):
+    ctx, page = pages.new_visitor(mic_browser, space_app.url, hub.url, "alice")
+    pages.sign_in(page, "alice")
+    yield page
+    ctx.close()
+
+
+def test_sign_in_record_three_phrases_and_find_them_in_the_repo(alice, hub):
+    page = alice
+    expect(page.locator("#identity-status")).to_contain_text("alice/voxspace-recordings")
+    read = []
+    for _ in range(3):
+        read.append(pages.phrase(page))
+        pages.record(page, 2.5)
+        pages.save(page)
+        expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])  # the next phrase
+    expect(page.locator("#progress")).to_contain_text("3 takes saved")
+    expect(page.locator("#progress")).to_contain_text("on the Hub", timeout=60_000)
+
+    takes = pages.wait_for_takes(hub, REPO.format("alice"), 3)
+    assert sorted(t.take.text for t in takes) == sorted(read)
+    for t in takes:
+        data, sr = sf.read(io.BytesIO(t.wav.read_bytes()))
+        info = sf.info(io.BytesIO(t.wav.read_bytes()))
+        assert (sr, data.ndim, info.subtype) == (16_000, 1, "PCM_16")
+        assert 1.0 <= len(data) / sr <= 4.0
+        assert t.take.language == "en" and t.take.source == "mic"
+    assert hub.is_private(REPO.format("alice"), "dataset")
+
+
+def test_a_second_visitor_never_sees_or_writes_the_first_ones_takes(mic_browser, space_app, hub, alice):
+    alice_before = {t.take.take_id for t in pages.takes_in_repo(hub, REPO.format("alice"))}
+    ctx, bob = pages.new_visitor(mic_browser, space_app.url, hub.url, "bob")
+    try:
+        pages.sign_in(bob, "bob")
+        expect(bob.locator("#identity-status")).to_contain_text("bob/voxspace-recordings")
+        expect(bob.locator("#progress")).to_contain_text("0 takes saved")
+        text = pages.phrase(bob)
+        pages.record(bob, 2.0)
+        pages.save(bob)
+        takes = pages.wait_for_takes(hub, REPO.format("bob"), 1)
+        assert [t.take.text for t in takes] == [text]
+        expect(bob.locator("#progress")).to_contain_text("1 take saved")
+        # Alice's page and repo are untouched by Bob's take.
+        assert {t.take.take_id for t in pages.takes_in_repo(hub, REPO.format("alice"))} == alice_before
+        alice.locator("#save-btn").focus()  # keep alice's page alive; her count is unchanged
+        expect(alice.locator("#progress")).to_contain_text(f"{len(alice_before)} takes saved")
+        assert hub.writes_by(REPO.format("bob")) <= {"bob"}
+    finally:
+        ctx.close()
+
+
+def test_a_too_short_take_is_explained_and_kept_for_listening(alice, hub):
+    page = alice
+    before = len(pages.takes_in_repo(hub, REPO.format("alice")))
+    text = pages.phrase(page)
+    pages.record(page, 0.4)
+    status = pages.save(page, expect_text="Not saved")
+    assert "Traceback" not in status and "Error" not in status
+    assert pages.phrase(page) == text  # same phrase, to record again
+    expect(page.locator("#take-audio button.play-pause-button")).to_be_visible()  # take kept
+    page.locator("#rerecord-btn").click()
+    expect(page.locator("#take-audio button.record-button")).to_be_visible()
+    assert len(pages.takes_in_repo(hub, REPO.format("alice"))) == before
+
+
+def test_three_takes_with_the_keyboard_alone(alice, hub):
+    page = alice
+    repo = REPO.format("alice")
+    before = len(pages.takes_in_repo(hub, repo))
+    page.evaluate("document.activeElement.blur()")  # no focused control: the keys must do it all
+    read = []
+    for _ in range(3):
+        read.append(pages.phrase(page))
+        page.keyboard.press("r")
+        expect(page.locator("#vx-rec-state")).to_contain_text("Recording")
+        page.wait_for_timeout(2000)
+        page.keyboard.press("r")  # stops 0.5 s later
+        expect(page.locator("#take-audio button.play-pause-button")).to_be_visible()
+        expect(page.locator("#save-btn")).to_be_focused()  # focus moved to the next action
+        before_status = page.locator("#take-status").inner_text()
+        page.keyboard.press("Enter")  # the focused Save button
+        expect(page.locator("#take-status")).not_to_have_text(before_status)
+        expect(page.locator("#take-status")).to_contain_text("saved (")
+        expect(page.locator("#take-audio button.record-button")).to_be_focused()
+        expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])
+    assert page.evaluate("document.getElementById('vx-live').textContent").strip()
+    takes = pages.wait_for_takes(hub, repo, before + 3)
+    assert [t.take.text for t in takes[-3:]] == read
+
+
+def test_upload_many_files_shows_what_was_accepted_and_why_not(alice, hub, speech_wav, tmp_path):
+    page = alice
+    (tmp_path / "bad.wav").write_bytes(b"definitely not audio")
+    good = tmp_path / "good.wav"
+    good.write_bytes(speech_wav.read_bytes())
+    (tmp_path / "t.csv").write_text("file_name,text\ngood.wav,the quick brown fox\nbad.wav,broken\n")
+    before = len(pages.takes_in_repo(hub, REPO.format("alice")))
+    page.get_by_role("button", name="Upload recordings you already have").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(good), str(tmp_path / "bad.wav")])
+    page.locator("#upload-transcripts input[type=file]").set_input_files(str(tmp_path / "t.csv"))
+    expect(page.locator("#upload-transcripts")).to_contain_text("t.csv")
+    page.locator("#upload-btn").click()
+    expect(page.locator("#upload-status")).to_contain_text("1 of 2 added")
+    table = page.locator("#upload-results")
+    expect(table).to_contain_text("accepted")
+    expect(table).to_contain_text("rejected: ")
+    takes = pages.wait_for_takes(hub, REPO.format("alice"), before + 1)
+    assert takes[-1].take.text == "the quick brown fox" and takes[-1].take.source == "upload"

@@ -1,0 +1,178 @@
+"""Where training runs: ZeroGPU slice chaining, Hub checkpoints, scheduler errors, the queue, the CLI.
+
+Outside a Space `spaces.GPU` returns the function unchanged (FACTS), so the chaining loop runs
+here with the real decorator. Only ZeroGPU's scheduler cannot run here: its refusals are made with
+spaces' own `error()` helper (the gr.Error it raises) and injected in place of the GPU call.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from voxspace import checkpoint, gpu
+from voxspace.errors import Busy, QuotaExceeded, SliceTimeout
+from voxspace.model import ModelConfig
+from voxspace.train import TrainConfig, Trainer
+
+
+@pytest.fixture
+def tiny_cfg(tiny_voxtral_dir) -> ModelConfig:
+    return ModelConfig(str(tiny_voxtral_dir), precision="fp32")
+
+
+def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
+    tmp_path, takes_dir, tiny_cfg, hub, hub_tokens
+):
+    alice, repo = hub_tokens["alice"], "alice/voxspace-run"
+    config = TrainConfig(precision="fp32", batch_size=2, epochs=3)
+    Trainer(tmp_path / "run", config, takes_dir, tiny_cfg).prepare()  # CPU-only checks, writes run.json
+    gpu.preload_base(tiny_cfg)  # once, at start-up
+    assert checkpoint.find_remote_checkpoint(repo, alice, hub.url) is None
+
+    seen = []
+    pushed = []
+
+    def push(run_dir):
+        pushed.append(checkpoint.push_checkpoint(run_dir, repo, alice, hub.url))
+
+    last = gpu.run_in_slices(
+        tmp_path / "run", cap_s=120, on_slice=seen.append, push=push, max_steps_per_slice=2
+    )
+    assert last.done and last.step == last.total_steps == 6
+    assert [s.step for s in seen] == [2, 4, 6] and [s.done for s in seen] == [False, False, True]
+    assert all(s.step_seconds > 0 and s.overhead_seconds >= 0 for s in seen)  # bench reads these
+    assert len(pushed) == 3 and hub.is_private(repo)
+
+    remote = checkpoint.find_remote_checkpoint(repo, alice, hub.url)
+    assert remote["step"] == 6 and remote["total_steps"] == 6
+    assert checkpoint.find_remote_checkpoint(repo, hub_tokens["bob"], hub.url) is None  # private
+
+    # "After a Space restart": nothing local but the Hub copy; it must rebuild the same Trainer.
+    restored = tmp_path / "restored"
+    checkpoint.pull_checkpoint(restored, repo, alice, hub.url)
+    local = load_file(str(tmp_path / "run" / "checkpoint" / "adapter_model.safetensors"))
+    pulled = load_file(str(restored / "checkpoint" / "adapter_model.safetensors"))
+    assert all(torch.equal(local[k], pulled[k]) for k in local)
+    trainer = Trainer(restored, base=gpu.preload_base(tiny_cfg)).setup()
+    assert trainer.step == 6 and trainer.done and trainer.config == config
+    gpu._return_base(tiny_cfg, trainer.close())
+
+
+@pytest.mark.parametrize(
+    ("title", "message", "error", "phrase"),
+    [
+        (
+            "ZeroGPU quota exceeded",
+            "You have exceeded your free ZeroGPU quota (120s requested vs. 31s left). Try again in 5:32:10. ",
+            QuotaExceeded,
+            "resets daily",
+        ),
+        (
+            "ZeroGPU illegal duration",
+            "The requested GPU duration (300s) is larger than the maximum allowed",
+            SliceTimeout,
+            "slice length",
+        ),
+    ],
+)
+def test_zerogpu_refusals_become_typed_errors(
+    monkeypatch, tmp_path, takes_dir, tiny_cfg, title, message, error, phrase
+):
+    from spaces.zero.client import error as spaces_error
+
+    Trainer(tmp_path / "run", TrainConfig(precision="fp32"), takes_dir, tiny_cfg).prepare()
+
+    def scheduler_refuses(*args, **kwargs):  # mock: ZeroGPU's scheduler does not exist off a Space
+        raise spaces_error(title, message)
+
+    monkeypatch.setattr(gpu, "gpu_slice", scheduler_refuses)
+    with pytest.raises(error) as e:
+        gpu.run_in_slices(tmp_path / "run", cap_s=120)
+    assert phrase in e.value.user_message
+    if error is QuotaExceeded:
+        assert "5:32:10" in e.value.user_message
+
+
+def test_slice_duration_follows_the_planned_work_and_the_cap():
+    assert gpu.plan_slice(120, remaining_steps=None, step_time_s=None, overhead_s=None) == (100.0, 120)
+    budget, duration = gpu.plan_slice(120, remaining_steps=10, step_time_s=2.0, overhead_s=5.0)
+    assert 22 <= budget <= 30 and duration == int(budget + 5) + (budget % 1 > 0)
+    budget, duration = gpu.plan_slice(120, remaining_steps=1000, step_time_s=2.0, overhead_s=5.0)
+    assert duration == 120 and budget == 115
+    with pytest.raises(SliceTimeout, match="smaller batch"):
+        gpu.plan_slice(60, remaining_steps=10, step_time_s=50.0, overhead_s=5.0)
+
+
+def test_one_run_at_a_time_and_the_second_caller_learns_their_place():
+    queue = gpu.RunQueue()
+    queue.require_turn("alice")
+    with pytest.raises(Busy) as e:
+        queue.require_turn("bob")
+    assert "number 2 in the queue" in e.value.user_message
+    with pytest.raises(Busy, match="number 3"):
+        queue.require_turn("carol")
+    queue.leave("alice")
+    queue.require_turn("bob")
+    assert queue.position("carol") == 1
+
+
+def test_hardware_detection():
+    assert gpu.detect_hardware({"SPACES_ZERO_GPU": "true"}).kind == "zerogpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert gpu.detect_hardware({}).kind == expected
+
+
+def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_voxtral_dir, capsys):
+    from voxspace.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(takes_dir),
+        "--base-model",
+        str(tiny_voxtral_dir),
+        "--out",
+        str(out),
+        "--preset",
+        "quick",
+        "--precision",
+        "fp32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+    ]
+    assert main([*args, "--slice-seconds", "60"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 2/2" in printed and "slice:" in printed and "WER" in printed
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+    assert main(args) == 2  # would overwrite a run
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--data", "x", "--base-model", "y", "--out", str(out), "--resume"]) == 0
+    assert (
+        main(["train", "--data", "x", "--base-model", "y", "--out", str(tmp_path / "new"), "--lr", "-1"]) == 2
+    )
+    assert "Learning rate" in capsys.readouterr().err
+
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(takes_dir),
+                "--base-model",
+                str(tiny_voxtral_dir),
+                "--precision",
+                "fp32",
+                "--adapter",
+                str(out / "adapter"),
+            ]
+        )
+        == 0
+    )
+    report = capsys.readouterr().out
+    assert "held-out takes: 2" in report and "after" in report

@@ -1,0 +1,208 @@
+"""WER and CER on the held-out takes, for the base model and for the fine-tuned adapter.
+
+    report = evaluate_run(model, processor, test_takes)      # model: a PeftModel
+    report.wer_before, report.wer_after, report.per_take
+
+Text is normalised first (transformers' Whisper normalisers: EnglishTextNormalizer for English,
+BasicTextNormalizer otherwise), so "Hello, world!" and "hello world" count as the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from voxspace.data import Example, TranscriptionCollator
+from voxspace.layout import LocalTake
+from voxspace.run_record import EvalReport, TakeResult
+
+
+def normalise(text: str, language: str | None) -> str:
+    """Lower-case, strip punctuation (and, for English, expand contractions and spell numbers)."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    # The British->American spelling map ships with Whisper checkpoints, not with transformers;
+    # for one speaker reading fixed prompts an empty map changes nothing that matters.
+    norm = EnglishTextNormalizer({}) if language == "en" else BasicTextNormalizer()
+    return " ".join(norm(text).split())
+
+
+def error_rates(
+    references: list[str], hypotheses: list[str], languages: list[str | None]
+) -> tuple[float, float]:
+    """(WER, CER) over the whole set after normalisation; empty references are skipped."""
+    import jiwer
+
+    pairs = [
+        (normalise(r, lang), normalise(h, lang))
+        for r, h, lang in zip(references, hypotheses, languages, strict=True)
+    ]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        return 0.0, 0.0
+    refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+    return float(jiwer.wer(refs, hyps)), float(jiwer.cer(refs, hyps))
+
+
+@contextmanager
+def adapter_disabled(model: Any) -> Iterator[None]:
+    """Run the base model (a PeftModel with its adapter switched off, or a bare model)."""
+    ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+    with ctx:
+        yield
+
+
+def transcribe(
+    model: Any,
+    collator: TranscriptionCollator,
+    examples: list[Example],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    cache: Any = None,
+) -> list[str]:
+    """Greedy transcripts of `examples`, generated in left-padded batches."""
+    import torch
+
+    dev = next(model.parameters()).device
+    tower = next(_voxtral(model).model.audio_tower.parameters())
+    out: list[str] = []
+    model.eval()
+    # length-sorted batches waste less padding; results go back into the original order
+    order = sorted(range(len(examples)), key=lambda i: examples[i].prompt_len)
+    texts: dict[int, str] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collator.prompt_batch([examples[i] for i in idx])
+        ids = batch["input_ids"].to(dev)
+        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": batch["attention_mask"].to(dev)}
+        features = batch["input_features"].to(dev, tower.dtype)
+        if cache is not None:
+            kw["inputs_embeds"] = cache.inputs_embeds(
+                model, {**batch, "input_ids": ids, "input_features": features}
+            )
+        else:
+            kw["input_features"] = features
+        with torch.no_grad():
+            generated = model.generate(
+                **kw,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=collator.pad_id,
+                eos_token_id=collator.eos_id,
+            )
+        decoded = collator.tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
+        texts.update({i: t.strip() for i, t in zip(idx, decoded, strict=True)})
+    out = [texts[i] for i in range(len(examples))]
+    return out
+
+
+def _voxtral(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def evaluate_run(
+    model: Any,
+    processor: Any,
+    takes: list[LocalTake],
+    *,
+    before: EvalReport | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    cache: Any = None,
+    examples: list[Example] | None = None,
+) -> EvalReport:
+    """WER/CER of the base model (adapter disabled) and, if `model` has an adapter, of the adapter.
+
+    Pass the `before` report of an earlier call to skip re-running the base model.
+    """
+    collator = TranscriptionCollator(processor)
+    examples = examples or [collator.encode(t) for t in takes]
+    refs = [t.take.text for t in takes]
+    langs = [t.take.language or None for t in takes]
+    if before is None:
+        with adapter_disabled(model):
+            base_hyps = transcribe(
+                model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
+            )
+        wer_b, cer_b = error_rates(refs, base_hyps, langs)
+    else:
+        base_hyps = [r.base for r in before.per_take]
+        wer_b, cer_b = before.wer_before, before.cer_before
+    report = EvalReport(
+        n_takes=len(takes),
+        wer_before=wer_b,
+        cer_before=cer_b,
+        per_take=[TakeResult(t.take.take_id, t.take.text, h) for t, h in zip(takes, base_hyps, strict=True)],
+    )
+    if hasattr(model, "disable_adapter"):
+        tuned = transcribe(
+            model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
+        )
+        report.wer_after, report.cer_after = error_rates(refs, tuned, langs)
+        for row, hyp in zip(report.per_take, tuned, strict=True):
+            row.finetuned = hyp
+    return report
+
+
+def evaluate_adapter(
+    base: tuple[Any, Any],
+    test_takes: list[LocalTake],
+    adapter_dir: str | Path | None,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+) -> EvalReport:
+    """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards)."""
+    model, processor = base
+    if adapter_dir is None:
+        return evaluate_run(
+            model, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
+        )
+    from peft import PeftModel
+
+    from voxspace.model import detach_lora
+
+    tuned = PeftModel.from_pretrained(detach_lora(model), str(adapter_dir))
+    try:
+        return evaluate_run(
+            tuned, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
+        )
+    finally:
+        tuned.unload()
+
+
+def evaluate_run_dir(run_dir: str | Path, base: tuple[Any, Any]) -> EvalReport:
+    """Evaluate a finished run's adapter on its held-out takes and store the report in summary.json."""
+    from voxspace.run_record import ADAPTER_DIR, RunRecord
+    from voxspace.train import Trainer
+
+    record = RunRecord.load(Path(run_dir))
+    test = Trainer(run_dir).prepare().test_takes  # the takes fetched for training (run.json)
+    report = evaluate_adapter(base, test, Path(run_dir) / ADAPTER_DIR)
+    record.eval = report
+    record.save(Path(run_dir))
+    return report
+
+
+def format_report(report: EvalReport) -> str:
+    """A plain-text table: the numbers the UI and the CLI show."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    change = report.wer_relative_change
+    lines = [
+        f"held-out takes: {report.n_takes}",
+        f"WER  before {pct(report.wer_before)}  after {pct(report.wer_after)}"
+        + (f"  ({100 * change:+.0f}% relative)" if change is not None else ""),
+        f"CER  before {pct(report.cer_before)}  after {pct(report.cer_after)}",
+    ]
+    for row in report.per_take:
+        lines.append(
+            f"  {row.take_id}: ref={row.reference!r} base={row.base!r}"
+            + (f" tuned={row.finetuned!r}" if row.finetuned is not None else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,352 @@
+"""Where training runs: ZeroGPU slices, or one long slice in a background thread; one run at a time.
+
+    hw = detect_hardware()
+    preload_base(model_cfg)                                  # once, at start-up
+    if hw.kind == "zerogpu":
+        summary = run_in_slices(run_dir, cap_s=settings.slice_cap_s, on_slice=show)
+    else:
+        handle = start_background_run(trainer); handle.progress(); handle.cancel()
+
+On ZeroGPU each slice is one `@spaces.GPU` call in a forked worker: it receives and returns only
+picklable values (a run folder, numbers, a SliceSummary) and saves its checkpoint before it
+returns, because the worker's memory is thrown away. The base model is loaded once per process
+(`preload_base`), so a slice only attaches LoRA and reads the checkpoint. Outside a Space,
+`spaces.GPU` returns the function unchanged, so the same chaining loop runs locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
+
+from voxspace.errors import Busy, QuotaExceeded, SliceTimeout, TrainError, VoxSpaceError
+from voxspace.model import ModelConfig, load_base
+
+log = logging.getLogger(__name__)
+FIRST_SLICE_OVERHEAD_S = 20.0  # worker start + LoRA attach + checkpoint, before we have measured it
+
+
+# --- hardware -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hardware:
+    kind: str  # "zerogpu" | "cuda" | "cpu"
+    name: str
+    memory_gb: float | None = None
+
+    @property
+    def description(self) -> str:
+        mem = f", {self.memory_gb:.0f} GB" if self.memory_gb else ""
+        return {
+            "zerogpu": "ZeroGPU (shared GPU, time-sliced)",
+            "cuda": f"Dedicated GPU: {self.name}{mem}",
+            "cpu": "CPU only (slow; fine for the tiny test model)",
+        }[self.kind]
+
+
+def detect_hardware(env: dict[str, str] | None = None) -> Hardware:
+    """ZeroGPU is announced by SPACES_ZERO_GPU; torch cannot see its GPU outside a @spaces.GPU call."""
+    env = os.environ if env is None else env
+    if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+        return Hardware("zerogpu", "ZeroGPU")
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return Hardware("cuda", props.name, props.total_memory / 2**30)
+    return Hardware("cpu", "CPU")
+
+
+# --- the base model, loaded once per process --------------------------------------------------------
+_BASE: dict[tuple[str, str], tuple[Any, Any]] = {}
+_BASE_LOCK = threading.Lock()
+
+
+def preload_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
+    """(model, processor) for `model_cfg`, loaded on first use and kept for every later run and slice."""
+    key = (model_cfg.base_model, model_cfg.precision)
+    with _BASE_LOCK:
+        if key not in _BASE:
+            _BASE.clear()  # one base at a time: a second would not fit next to the first on a GPU
+            _BASE[key] = load_base(model_cfg)
+        return _BASE[key]
+
+
+def _return_base(model_cfg: ModelConfig, model: Any) -> None:
+    key = (model_cfg.base_model, model_cfg.precision)
+    if key in _BASE:
+        _BASE[key] = (model, _BASE[key][1])
+
+
+# --- ZeroGPU slices ---------------------------------------------------------------------------------
+def plan_slice(
+    cap_s: float, *, remaining_steps: int | None, step_time_s: float | None, overhead_s: float | None
+) -> tuple[float, int]:
+    """(budget for steps, GPU duration to ask for) for the next slice, the duration capped at `cap_s`.
+
+    The duration is the planned work (remaining steps x measured step time) plus the measured
+    per-slice overhead; before anything is measured we ask for the cap.
+    """
+    overhead = FIRST_SLICE_OVERHEAD_S if overhead_s is None else overhead_s
+    if step_time_s is None or remaining_steps is None:
+        return max(1.0, cap_s - overhead), int(cap_s)
+    if overhead + 1.5 * step_time_s > cap_s:
+        raise SliceTimeout(
+            f"One training step takes about {step_time_s:.0f} s, too long for a {cap_s:.0f} s GPU slice. "
+            "Use a smaller batch size or raise the slice length."
+        )
+    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.1 + 1.5 * step_time_s)
+    return budget, int(min(cap_s, math.ceil(budget + overhead)))
+
+
+def _slice_duration(
+    run_dir: str, budget_s: float, duration_s: int, cancel_path: str | None, max_steps: int | None
+) -> int:
+    """spaces calls this with the task's own arguments to learn how long a GPU to reserve."""
+    return duration_s
+
+
+@spaces.GPU(duration=_slice_duration)
+def gpu_slice(
+    run_dir: str,
+    budget_s: float,
+    duration_s: int,
+    cancel_path: str | None = None,
+    max_steps: int | None = None,
+) -> Any:
+    """One ZeroGPU call: rebuild the Trainer from run_dir, train within the budget, checkpoint, return."""
+    from voxspace.train import Trainer
+
+    probe = Trainer(run_dir)
+    base = preload_base(probe.model_cfg)
+    trainer = Trainer(run_dir, base=base, tracker=_TRACKERS.get(run_dir))
+    try:
+        return trainer.train_slice(budget_s, cancel=cancel_path, max_steps=max_steps)
+    finally:
+        _return_base(probe.model_cfg, trainer.close())
+
+
+_TRACKERS: dict[str, Any] = {}  # per run folder; set by run_in_slices (fork copies it into the worker)
+
+
+def _eval_duration(run_dir: str, cap_s: int) -> int:
+    return cap_s
+
+
+@spaces.GPU(duration=_eval_duration)
+def gpu_evaluate(run_dir: str, cap_s: int = 120) -> Any:
+    """One GPU call: WER/CER before and after for a finished run; stored in its summary.json."""
+    from voxspace.evaluate import evaluate_run_dir
+    from voxspace.train import Trainer
+
+    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg))
+
+
+def zerogpu_error(e: BaseException) -> TrainError | None:
+    """The typed error for ZeroGPU scheduler refusals (spaces raises gr.Error with these titles)."""
+    title = str(getattr(e, "title", "") or "")
+    text = f"{title} {getattr(e, 'message', '')} {e}"
+    if "quota exceeded" in text.lower() or "exceeded your" in text:
+        wait = text.split("Try again in ")[1].split(".")[0] if "Try again in " in text else None
+        when = f"Try again in {wait}, or tomorrow: " if wait else ""
+        return QuotaExceeded(
+            f"Your ZeroGPU quota for today is used up. {when}the quota resets daily. "
+            "Training is saved and resumes where it stopped.",
+            detail=text.strip()[:300],
+        )
+    if "illegal duration" in text.lower() or "larger than the maximum allowed" in text:
+        return SliceTimeout(
+            "The GPU slice asked for is longer than this account may use at once. "
+            "Lower the slice length (VOXSPACE_SLICE_CAP_S) and try again.",
+            detail=text.strip()[:300],
+        )
+    return None
+
+
+def run_in_slices(
+    run_dir: str | Path,
+    *,
+    cap_s: float,
+    cancel_path: str | Path | None = None,
+    on_slice: Callable[[Any], None] | None = None,
+    push: Callable[[Path], None] | None = None,
+    tracker: Any = None,
+    max_steps_per_slice: int | None = None,
+    max_idle_slices: int = 2,
+) -> Any:
+    """Chain GPU slices until the run is done or cancelled; returns the last SliceSummary.
+
+    Checkpoints are pushed (`push`) between slices, outside the GPU call: uploading spends no GPU time.
+    """
+    from voxspace import checkpoint
+
+    run_dir = str(run_dir)
+    if tracker is not None:
+        _TRACKERS[run_dir] = tracker
+    summary, idle = None, 0
+    while True:
+        state = checkpoint.read_state(run_dir) if checkpoint.has_checkpoint(run_dir) else {}
+        remaining = state["total_steps"] - state["step"] if state else None
+        budget, duration = plan_slice(
+            cap_s,
+            remaining_steps=remaining,
+            step_time_s=state.get("step_time_s"),
+            overhead_s=summary.overhead_seconds if summary else None,
+        )
+        try:
+            summary = gpu_slice(
+                run_dir, budget, duration, str(cancel_path) if cancel_path else None, max_steps_per_slice
+            )
+        except VoxSpaceError:
+            raise
+        except Exception as e:
+            if (typed := zerogpu_error(e)) is not None:
+                raise typed from e
+            raise
+        log.info(
+            "slice: step %d/%d, %.1f s in steps, %.1f s overhead",
+            summary.step,
+            summary.total_steps,
+            summary.step_seconds,
+            summary.overhead_seconds,
+        )
+        if on_slice is not None:
+            on_slice(summary)
+        if push is not None:
+            push(Path(run_dir))
+        if summary.done or summary.cancelled:
+            return summary
+        idle = idle + 1 if summary.steps_run == 0 else 0
+        if idle >= max_idle_slices:
+            raise SliceTimeout(
+                "GPU slices end before a single training step fits. Use a smaller batch size "
+                "or a longer slice."
+            )
+
+
+# --- one long slice in a background thread (dedicated GPU or CPU) -----------------------------------
+@dataclass
+class Progress:
+    status: str  # "starting" | "running" | "done" | "cancelled" | "failed"
+    step: int = 0
+    total_steps: int = 0
+    last_loss: float | None = None
+    seconds_left: float | None = None
+    error: str | None = None  # the user message of a failure
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+class RunHandle:
+    """A training run in a worker thread: poll `progress()`, `cancel()` at the next step boundary."""
+
+    def __init__(self, trainer: Any, *, on_done: Callable[[], None] | None = None) -> None:
+        self.trainer = trainer
+        self._cancel = threading.Event()
+        self._on_done = on_done
+        self.summary: Any = None
+        self.error: BaseException | None = None
+        self._status = "starting"
+        self._thread = threading.Thread(target=self._run, name="voxspace-train", daemon=True)
+
+    def start(self) -> RunHandle:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            if not self.trainer.ready:
+                self.trainer.setup()
+            self._status = "running"
+            self.summary = self.trainer.train_slice(math.inf, cancel=self._cancel)
+            self._status = "cancelled" if self.summary.cancelled else "done"
+        except BaseException as e:  # the thread must report every failure, not die silently
+            log.exception("training run failed")
+            self.error = e
+            self._status = "failed"
+        finally:
+            if self._on_done is not None:
+                self._on_done()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def progress(self) -> Progress:
+        t = self.trainer
+        if not getattr(t, "ready", False) and self._status == "starting":
+            return Progress("starting")
+        step, total = getattr(t, "step", 0), getattr(t, "total_steps", 0)
+        history = list(getattr(t, "loss_history", []))
+        left = (total - step) * t.step_time_s if getattr(t, "step_time_s", None) else None
+        err = None
+        if self.error is not None:
+            err = getattr(self.error, "user_message", None) or "Training failed unexpectedly; see the log."
+        return Progress(self._status, step, total, history[-1][1] if history else None, left, err, history)
+
+
+# --- one run at a time per process ---------------------------------------------------------------------
+class RunQueue:
+    """Who may train now. `join` returns the caller's place: 0 means "your turn"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[str] = []
+
+    def join(self, owner: str) -> int:
+        with self._lock:
+            if owner not in self._waiting:
+                self._waiting.append(owner)
+            return self._waiting.index(owner)
+
+    def position(self, owner: str) -> int | None:
+        with self._lock:
+            return self._waiting.index(owner) if owner in self._waiting else None
+
+    def leave(self, owner: str) -> None:
+        with self._lock:
+            if owner in self._waiting:
+                self._waiting.remove(owner)
+
+    def require_turn(self, owner: str) -> None:
+        """Raise Busy with the caller's place in the queue unless it is their turn."""
+        place = self.join(owner)
+        if place:
+            ahead = f"{place} run{'s' if place > 1 else ''}"
+            raise Busy(
+                f"Another training run is using the GPU. You are number {place + 1} in the queue "
+                f"({ahead} ahead of you); this page will start yours when it is free."
+            )
+
+
+QUEUE = RunQueue()
+
+
+def start_background_run(trainer: Any, *, owner: str = "local", queue: RunQueue = QUEUE) -> RunHandle:
+    """Start `trainer` as one long slice in a thread, once it is `owner`'s turn (else Busy)."""
+    queue.require_turn(owner)
+    return RunHandle(trainer, on_done=lambda: queue.leave(owner)).start()
+
+
+def wait_for(
+    handle: RunHandle, *, poll_s: float = 0.5, on_progress: Callable[[Progress], None] | None = None
+) -> Progress:
+    """Block until the run ends, reporting progress; re-raise its failure (for the CLI)."""
+    while not handle.wait(poll_s):
+        if on_progress is not None:
+            on_progress(handle.progress())
+    if handle.error is not None:
+        raise handle.error
+    final = handle.progress()
+    if on_progress is not None:
+        on_progress(final)
+    return final

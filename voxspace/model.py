@@ -1,0 +1,114 @@
+"""Load the Voxtral base (8-bit, bf16 or fp32) and attach LoRA to its language model only.
+
+    model, processor = load_base(ModelConfig("mistralai/Voxtral-Mini-3B-2507", precision="8bit"))
+    model = attach_lora(model, LoraSettings(rank=16, alpha=32))
+
+The audio tower and projector stay frozen and un-adapted: LoRA anywhere in the encoder would force
+a backward pass through all 32 encoder layers (FACTS "Where a Voxtral LoRA step spends its work"),
+and it would make the encoder-output cache (voxspace.encoder_cache) wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from voxspace.errors import BadHyperparameter
+from voxspace.settings import DEFAULT_BASE_MODEL
+
+if TYPE_CHECKING:  # heavy imports stay lazy: recording paths import nothing from torch
+    import torch
+
+PRECISIONS = ("8bit", "bf16", "fp32")
+# A bare ["q_proj", ...] also matches the Whisper encoder's attention; this regex cannot.
+LM_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+# Full module names: bitsandbytes matches "audio_tower" against nothing (FACTS "8-bit").
+INT8_SKIP_MODULES = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
+
+
+@dataclass
+class ModelConfig:
+    """Which base model to load and how. `base_model` is a Hub repo id or a local folder."""
+
+    base_model: str = DEFAULT_BASE_MODEL
+    precision: str = "8bit"  # "8bit" | "bf16" | "fp32"
+    device: str | None = None  # None: "cuda" when available, else "cpu"
+    revision: str | None = None
+    token: str | None = field(default=None, repr=False)
+    cache_dir: str | None = None  # per-visitor Hub cache (FACTS: a shared cache leaks private data)
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BadHyperparameter(
+                f"Precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}."
+            )
+
+    def resolved_device(self) -> str:
+        import torch
+
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype of activations and non-quantised weights (8-bit computes in bf16)."""
+    import torch
+
+    return torch.float32 if precision == "fp32" else torch.bfloat16
+
+
+def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
+    """Load (model, processor), frozen, in eval mode, on the configured device."""
+    from transformers import AutoProcessor, BitsAndBytesConfig, VoxtralForConditionalGeneration
+
+    cfg.validate()
+    device = cfg.resolved_device()
+    kw: dict[str, Any] = dict(
+        revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir, dtype=compute_dtype(cfg.precision)
+    )
+    if cfg.precision == "8bit":
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES
+        )
+        kw["device_map"] = {"": device}
+    model = VoxtralForConditionalGeneration.from_pretrained(cfg.base_model, **kw)
+    if cfg.precision != "8bit":
+        model.to(device)
+    model.requires_grad_(False)
+    model.eval()
+    processor = AutoProcessor.from_pretrained(
+        cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir
+    )
+    return model, processor
+
+
+def attach_lora(model: Any, lora: LoraSettings) -> Any:
+    """Wrap `model` in a PeftModel whose only trainable parameters are LM LoRA weights."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=LM_LORA_TARGETS,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def detach_lora(model: Any) -> Any:
+    """Give back the bare base model (LoRA layers removed) so the next run can attach its own."""
+    from peft import PeftModel
+
+    return model.unload() if isinstance(model, PeftModel) else model
+
+
+def audio_module_names(model: Any) -> list[str]:
+    """Names of every module in the audio tower or projector (used to prove LoRA stays out)."""
+    return [n for n, _ in model.named_modules() if "audio_tower" in n or "multi_modal_projector" in n]

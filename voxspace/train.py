@@ -1,0 +1,546 @@
+"""The training recipe: LoRA on Voxtral's language model, run in time-boxed, resumable slices.
+
+    trainer = Trainer("runs/alice-1", TrainConfig.quick(), "alice/voxspace-recordings",
+                      ModelConfig("mistralai/Voxtral-Mini-3B-2507"))
+    trainer.setup()                          # data, LoRA, optimizer; resumes from run_dir/checkpoint
+    while not (s := trainer.train_slice(budget_s=100)).done:
+        ...                                  # on ZeroGPU each slice is one GPU call (voxspace.gpu)
+
+Contract (torchtune-like): `setup()` builds everything and resumes from the checkpoint if one
+exists; `train_slice()` trains until the budget would be overrun by one more step, then saves a
+checkpoint and returns a small picklable `SliceSummary`. N steps in one slice and the same N steps
+in k slices give identical weights: the checkpoint holds the adapter, optimizer, scheduler, every
+RNG state and the data position (epoch, index into a seeded batch plan).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from voxspace import checkpoint
+from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
+from voxspace.errors import BadHyperparameter, NaNLoss, OutOfGPUMemory
+from voxspace.layout import read_folder
+from voxspace.model import PRECISIONS, LoraSettings, ModelConfig, attach_lora, detach_lora, load_base
+from voxspace.run_record import ADAPTER_DIR, RunRecord
+
+log = logging.getLogger(__name__)
+RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
+STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters and speed levers. `validate()` runs before any model is loaded."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    lr: float = 3e-4
+    epochs: int = 5
+    batch_size: int = 4
+    grad_accum: int = 1
+    precision: str = "8bit"
+    slice_seconds: int = 110  # a ZeroGPU slice's budget for steps (its call is capped separately)
+    seed: int = 0
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    # Speed levers (issue 5); each can be switched off to measure it.
+    encoder_cache: bool = True  # (a) audio tower + projector once per take
+    length_batching: bool = True  # (b) takes of similar length share a batch: less padding
+    label_logits_only: bool = True  # (c) lm_head only where a label follows
+    gradient_checkpointing: bool = False  # (d) less activation memory, ~30% more compute
+    cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache
+
+    @classmethod
+    def quick(cls, **kw: Any) -> TrainConfig:
+        return cls(**{"rank": 8, "alpha": 16, "lr": 5e-4, "epochs": 3, **kw})
+
+    @classmethod
+    def standard(cls, **kw: Any) -> TrainConfig:
+        return cls(**kw)
+
+    @classmethod
+    def thorough(cls, **kw: Any) -> TrainConfig:
+        return cls(**{"rank": 32, "alpha": 64, "lr": 2e-4, "epochs": 10, "grad_accum": 2, **kw})
+
+    @classmethod
+    def preset(cls, name: str, **kw: Any) -> TrainConfig:
+        if name not in ("quick", "standard", "thorough"):
+            raise BadHyperparameter(f"Unknown preset {name!r}: choose quick, standard or thorough.")
+        return getattr(cls, name)(**kw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lora(self) -> LoraSettings:
+        return LoraSettings(rank=self.rank, alpha=self.alpha, dropout=self.dropout)
+
+    def validate(self) -> TrainConfig:
+        """Raise BadHyperparameter with a sentence a person can act on; returns self."""
+
+        def bad(msg: str) -> None:
+            raise BadHyperparameter(msg)
+
+        for name in ("rank", "alpha", "epochs", "batch_size", "grad_accum", "slice_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                label = name.replace("_", " ").capitalize()
+                bad(f"{label} must be a whole number of at least 1 (got {value!r}).")
+        if self.rank > 256:
+            bad(f"LoRA rank {self.rank} is far above what a personal fine-tune needs; use 256 or less.")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and 0 < self.lr <= 0.1):
+            bad(f"Learning rate must be above 0 and at most 0.1 (got {self.lr!r}); 1e-4 to 1e-3 is usual.")
+        if not 0 <= self.dropout < 1:
+            bad(f"Dropout must be at least 0 and below 1 (got {self.dropout!r}).")
+        if not 0 <= self.warmup_ratio < 1:
+            bad(f"Warm-up ratio must be at least 0 and below 1 (got {self.warmup_ratio!r}).")
+        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            bad(f"Gradient clipping norm must be above 0 (got {self.max_grad_norm!r}).")
+        if self.weight_decay < 0:
+            bad(f"Weight decay cannot be negative (got {self.weight_decay!r}).")
+        if self.precision not in PRECISIONS:
+            bad(f"Precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}).")
+        if self.epochs > 100:
+            bad(f"{self.epochs} epochs would only memorise the takes; use 100 or fewer.")
+        return self
+
+
+@dataclass
+class SliceSummary:
+    """What one slice reports back (small and picklable: it crosses ZeroGPU's process boundary)."""
+
+    step: int
+    total_steps: int
+    last_loss: float | None
+    done: bool
+    cancelled: bool
+    steps_run: int
+    step_seconds: float  # wall time inside optimizer steps
+    overhead_seconds: float  # setup, checkpoint save, everything else in this slice
+    step_time_s: float | None  # running estimate of one step, for planning the next slice
+    epoch: int = 0
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+class Tracker(Protocol):
+    def start(self, config: dict[str, Any]) -> None: ...
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+CancelFlag = threading.Event | str | Path | None
+
+
+def cancel_requested(cancel: CancelFlag) -> bool:
+    """An Event works in one process; a file path also works across ZeroGPU's forked worker."""
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return Path(cancel).exists()
+
+
+def plan_batches(
+    lengths: list[int], batch_size: int, seed: int, epoch: int, length_aware: bool
+) -> list[list[int]]:
+    """The epoch's micro-batches (indices into the examples), a pure function of its arguments.
+
+    Length-aware: shuffle, sort by length (stable), cut into batches, shuffle the batch order, so
+    batches hold similar lengths (little padding) yet arrive in a random order every epoch.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if length_aware:
+        order.sort(key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if length_aware:
+        rng.shuffle(batches)
+    return batches
+
+
+class _WarmupCosine:
+    """LR multiplier: linear warm-up, then cosine down to 10% (a class so the scheduler pickles)."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """One training run in `run_dir`. See the module docstring for the contract."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: TrainConfig | None = None,
+        data: str | Path | None = None,
+        model_cfg: ModelConfig | None = None,
+        *,
+        base: tuple[Any, Any] | None = None,
+        tracker: Tracker | None = None,
+        data_token: str | None = None,
+        data_endpoint: str | None = None,
+        data_cache_dir: str | Path | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        spec = self._read_spec()
+        if config is None or data is None:
+            if spec is None:
+                raise FileNotFoundError(f"{self.run_dir / RUN_SPEC} missing: give config and data")
+            config = config or TrainConfig.from_dict(spec["config"])
+            data = data if data is not None else spec["data"]
+            model_cfg = model_cfg or ModelConfig(base_model=spec["base_model"], precision=config.precision)
+        self.config = config
+        self.data = str(data)
+        # where the takes sit on this machine (a Hub snapshot is fetched once, in prepare())
+        self.data_dir = spec.get("data_dir") if spec and spec.get("data") == self.data else None
+        self.model_cfg = model_cfg or ModelConfig(precision=config.precision)
+        self.model_cfg.precision = config.precision
+        self._base = base
+        self.tracker = tracker
+        self._data_kw = dict(token=data_token, endpoint=data_endpoint, cache_dir=data_cache_dir)
+        self.ready = False
+        self.prepared = False
+        self.config.validate()  # before any data, model or GPU time is spent
+        self.model_cfg.validate()
+
+    # --- setup -------------------------------------------------------------------------------
+    def _read_spec(self) -> dict[str, Any] | None:
+        """run.json, or (for a checkpoint pulled from the Hub after a restart) the checkpoint's state."""
+        path = self.run_dir / RUN_SPEC
+        if path.is_file():
+            return json.loads(path.read_text())
+        return checkpoint.read_state(self.run_dir) if checkpoint.has_checkpoint(self.run_dir) else None
+
+    def _write_spec(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "config": self.config.to_dict(),
+            "data": self.data,
+            "data_dir": self.data_dir,
+            "base_model": self.model_cfg.base_model,
+        }
+        (self.run_dir / RUN_SPEC).write_text(json.dumps(spec, indent=1))
+
+    def prepare(self) -> Trainer:
+        """The CPU-only part of setup: find the takes, check there are enough, write run.json."""
+        if not (self.data_dir and Path(self.data_dir).is_dir()):
+            self.data_dir = str(fetch_takes(self.data, **self._data_kw))
+        takes = read_folder(Path(self.data_dir))
+        self.train_takes, self.test_takes = split_takes(takes)
+        self._write_spec()
+        self.prepared = True
+        return self
+
+    def setup(self) -> Trainer:
+        """Load model, attach LoRA, encode takes, build optimizer; resume if a checkpoint exists."""
+        import torch
+
+        started = time.monotonic()
+        if not self.prepared:
+            self.prepare()
+
+        model, self.processor = self._base if self._base is not None else load_base(self.model_cfg)
+        self.base_model = detach_lora(model)  # a previous run in this process may have left LoRA on
+        self._seed_everything(self.config.seed)
+        self.model = attach_lora(self.base_model, self.config.lora())
+        if self.config.gradient_checkpointing:
+            self.model.get_base_model().gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        self.device = next(p for p in self.model.parameters() if p.requires_grad).device
+        self.collator = TranscriptionCollator(self.processor)
+        self.examples: list[Example] = [self.collator.encode(t) for t in self.train_takes]
+
+        from voxspace.encoder_cache import EncoderCache
+
+        self.cache = (
+            EncoderCache(max_bytes=self.config.cache_max_mb * 2**20, spill_dir=self.run_dir / "encoder_cache")
+            if self.config.encoder_cache
+            else None
+        )
+        self.micro_per_epoch = math.ceil(len(self.examples) / self.config.batch_size)
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / self.config.grad_accum)
+        self.total_steps = self.steps_per_epoch * self.config.epochs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=self.config.lr, weight_decay=self.config.weight_decay, foreach=True
+        )
+        warmup = int(self.config.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _WarmupCosine(warmup, self.total_steps)
+        )
+
+        self.step, self.epoch, self.micro = 0, 0, 0
+        self.loss_history: list[tuple[int, float]] = []
+        self.step_time_s: float | None = None
+        self.save_s = 0.0
+        if checkpoint.has_checkpoint(self.run_dir):
+            self._restore()
+        self.ready = True
+        self._pending_overhead = time.monotonic() - started
+        return self
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        import numpy as np
+        import torch
+
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _restore(self) -> None:
+        import numpy as np
+        import torch
+
+        trainer_state, state = checkpoint.load(self.run_dir, self.model)
+        self.optimizer.load_state_dict(trainer_state["optimizer"])
+        self.scheduler.load_state_dict(trainer_state["scheduler"])
+        rng = trainer_state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
+        self.loss_history = [tuple(x) for x in state["loss_history"]]
+        self.step_time_s = state.get("step_time_s")
+        self.save_s = state.get("save_s", 0.0)
+        log.info("resumed %s at step %d/%d", self.run_dir, self.step, self.total_steps)
+
+    # --- one optimizer step ------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps
+
+    def _loss_sum(self, batch: dict[str, Any]) -> tuple[Any, int]:
+        """Summed cross-entropy over the label tokens of one micro-batch, and their count."""
+        import torch
+        import torch.nn.functional as F
+
+        dev = self.device
+        labels = batch["labels"].to(dev)
+        follows = labels[:, 1:] != IGNORE  # position t predicts token t+1
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = follows
+        targets = labels[:, 1:][follows]
+        kw: dict[str, Any] = {"attention_mask": batch["attention_mask"].to(dev)}
+        features = batch["input_features"].to(dev, next(self.base_model.model.audio_tower.parameters()).dtype)
+        if self.cache is not None:
+            kw["inputs_embeds"] = self.cache.inputs_embeds(
+                self.model, {**batch, "input_ids": batch["input_ids"].to(dev), "input_features": features}
+            )
+        else:
+            kw.update(input_ids=batch["input_ids"].to(dev), input_features=features)
+        if self.config.label_logits_only:
+            logits = self.model(**kw, logits_to_keep=keep).logits  # (n_labels, V)
+        else:
+            logits = self.model(**kw).logits[keep]  # lm_head over every position, then select
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), int(targets.numel())
+
+    def compute_loss(self, examples: list[Example]) -> float:
+        """Mean loss over `examples` without training (used by tests and evaluation)."""
+        import torch
+
+        with torch.no_grad():
+            total, n = self._loss_sum(self.collator(examples))
+        return float(total) / n
+
+    def _train_step(self) -> dict[str, float]:
+        import torch
+
+        plan = plan_batches(
+            [len(e) for e in self.examples],
+            self.config.batch_size,
+            self.config.seed,
+            self.epoch,
+            self.config.length_batching,
+        )
+        micro = plan[self.micro : self.micro + self.config.grad_accum]
+        batches = [[self.examples[i] for i in ids] for ids in micro]
+        n_tokens = sum(e.n_labels for b in batches for e in b)
+        self.model.train()
+        self.base_model.model.audio_tower.eval()  # frozen: no dropout, same output as the cache
+        total = 0.0
+        for examples in batches:
+            loss_sum, _ = self._loss_sum(self.collator(examples))
+            loss = loss_sum / n_tokens
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise NaNLoss(
+                    f"Training diverged at step {self.step + 1} (the loss became NaN or infinite). "
+                    "The last good checkpoint is kept; try a lower learning rate.",
+                    detail=f"loss={loss.item()}",
+                )
+            loss.backward()
+            total += loss.item()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.micro += len(micro)
+        if self.micro >= len(plan):
+            self.epoch, self.micro = self.epoch + 1, 0
+        self.step += 1
+        self.loss_history.append((self.step, total))
+        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "epoch": self.epoch}
+
+    # --- the slice -----------------------------------------------------------------------------
+    def train_slice(
+        self, budget_s: float | None = None, cancel: CancelFlag = None, max_steps: int | None = None
+    ) -> SliceSummary:
+        """Train until done, cancelled, `max_steps` run, or the budget would be overrun; then save."""
+        import torch
+
+        if not self.ready:
+            self.setup()
+        budget = float(self.config.slice_seconds if budget_s is None else budget_s)
+        started = time.monotonic()
+        overhead = self._pending_overhead
+        self._pending_overhead = 0.0
+        if self.tracker is not None:
+            self.tracker.start(self.config.to_dict())
+        step_seconds, steps_run, cancelled = 0.0, 0, False
+        try:
+            while not self.done and (max_steps is None or steps_run < max_steps):
+                if cancel_requested(cancel):
+                    cancelled = True
+                    break
+                remaining = budget - (time.monotonic() - started) - self.save_s
+                if self.step_time_s is not None and remaining < STOP_MARGIN * self.step_time_s:
+                    break
+                t0 = time.monotonic()
+                try:
+                    metrics = self._train_step()
+                except torch.OutOfMemoryError as e:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    raise OutOfGPUMemory(
+                        f"The GPU ran out of memory at batch size {self.config.batch_size}. Try a smaller "
+                        "batch size (with more gradient accumulation), 8-bit precision, or gradient "
+                        "checkpointing.",
+                        detail=str(e)[:200],
+                    ) from e
+                dt = time.monotonic() - t0
+                step_seconds += dt
+                steps_run += 1
+                # running estimate: the next slice's GPU duration is planned from it
+                self.step_time_s = dt if self.step_time_s is None else 0.7 * self.step_time_s + 0.3 * dt
+                if self.tracker is not None:
+                    self.tracker.log({**metrics, "step_time_s": dt, **_gpu_memory()}, step=self.step)
+            t0 = time.monotonic()
+            self.save_checkpoint()
+            self.save_s = time.monotonic() - t0
+            if self.done:
+                self.save_adapter()
+        finally:
+            if self.tracker is not None:
+                self.tracker.finish()
+        wall = time.monotonic() - started
+        return SliceSummary(
+            step=self.step,
+            total_steps=self.total_steps,
+            last_loss=self.loss_history[-1][1] if self.loss_history else None,
+            done=self.done,
+            cancelled=cancelled,
+            steps_run=steps_run,
+            step_seconds=step_seconds,
+            overhead_seconds=overhead + wall - step_seconds,
+            step_time_s=self.step_time_s,
+            epoch=self.epoch,
+        )
+
+    # --- saving ----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        import numpy as np
+        import torch
+
+        trainer_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+        state = {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "micro": self.micro,
+            "loss_history": self.loss_history,
+            "step_time_s": self.step_time_s,
+            "save_s": self.save_s,
+            "config": self.config.to_dict(),
+            "data": self.data,
+            "base_model": self.model_cfg.base_model,
+        }
+        path = checkpoint.save(self.run_dir, self.model, trainer_state, state)
+        self.record().save(self.run_dir)
+        return path
+
+    def save_adapter(self) -> Path:
+        """The publishable adapter (peft format) in run_dir/adapter."""
+        out = self.run_dir / ADAPTER_DIR
+        self.model.save_pretrained(out)
+        return out
+
+    def record(self) -> RunRecord:
+        """The run's summary.json, keeping an evaluation already stored there."""
+        previous = RunRecord.load(self.run_dir) if (self.run_dir / "summary.json").is_file() else None
+        return RunRecord(
+            base_model=self.model_cfg.base_model,
+            dataset=self.data,
+            config=self.config.to_dict(),
+            languages=sorted({t.take.language for t in self.train_takes if t.take.language}),
+            n_train_takes=len(self.train_takes),
+            n_test_takes=len(self.test_takes),
+            train_minutes=round(sum(t.take.duration for t in self.train_takes) / 60, 3),
+            steps_done=self.step,
+            steps_total=self.total_steps,
+            loss_history=list(self.loss_history),
+            eval=previous.eval if previous else None,
+            finished=self.done,
+        )
+
+    def close(self) -> Any:
+        """Remove LoRA from the shared base model and return it (for the next run in this process)."""
+        base = detach_lora(self.model) if self.ready else self._base
+        self.ready = False
+        return base
+
+
+def _gpu_memory() -> dict[str, float]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30}

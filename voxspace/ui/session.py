@@ -1,0 +1,74 @@
+"""One visitor's state, held in a gr.State: whose takes these are, where they go, where they are.
+
+Nothing here is module-level: two visitors (or two tabs) each get their own Session, so they
+never see or write each other's takes. Progress itself lives in the store (the repo), so it
+survives the visitor leaving; only view preferences live in the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import gradio as gr
+import numpy as np
+
+from voxspace import phrases
+from voxspace.auth import Identity, resolve_identity
+from voxspace.settings import LANGUAGES, Settings
+from voxspace.store import TakeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    settings: Settings
+    identity: Identity
+    store: TakeStore | None  # None in a Space until the visitor signs in: no shared anonymous folder
+    language: str = "en"
+    custom: list[phrases.Phrase] = field(default_factory=list)  # the visitor's own phrases, if any
+    skipped: set[str] = field(default_factory=set)
+    current: phrases.Phrase | None = None
+    spoken_s_since_rest: float = 0.0  # drives the rest reminder
+    last_take_id: str | None = None  # the take whose "on the Hub" state the page is waiting for
+    chunks: list[np.ndarray] = field(default_factory=list)  # hands-free capture, float32 mono
+    chunk_sr: int = 0
+
+    @property
+    def can_record(self) -> bool:
+        return self.store is not None
+
+    def phrase_list(self) -> list[phrases.Phrase]:
+        return self.custom if self.custom else phrases.bundled(self.language)
+
+    def advance(self, done_ids: set[str]) -> phrases.Phrase | None:
+        self.current = phrases.next_phrase(self.phrase_list(), done_ids, self.skipped)
+        return self.current
+
+
+def start_session(settings: Settings, *, profile: gr.OAuthProfile | None,
+                  token: gr.OAuthToken | None) -> Session:
+    identity = resolve_identity(settings, oauth_username=profile.username if profile else None,
+                                oauth_token=token.token if token else None)
+    store = None
+    if identity.signed_in or not settings.in_space:
+        store = TakeStore.for_identity(settings, identity)
+    log.info("session started (%s, %s)", identity.source, "store" if store else "no store")
+    return Session(settings=settings, identity=identity, store=store)
+
+
+def status_line(sess: Session) -> str:
+    """Who is signed in and where their takes go, in one plain sentence."""
+    if sess.identity.signed_in and sess.store is not None:
+        return (f"Signed in as **{sess.identity.username}**. Your takes go to your private dataset "
+                f"repo **{sess.store.repo_id}**.")
+    if sess.store is not None:
+        return (f"Not signed in. Your takes are kept in a local folder, `{sess.settings.data_dir}`, "
+                "and can be pushed to a Hugging Face repo later.")
+    return ("Not signed in. Sign in with Hugging Face to start recording: your takes go to a private "
+            "dataset repo that only you can see.")
+
+
+def language_choices() -> list[str]:
+    return list(LANGUAGES)

@@ -1,0 +1,189 @@
+// VoxSpace page behaviour (loaded in <head>): single-key shortcuts, focus that moves to the next
+// action, half a second more recording after a manual Stop, the hands-free loop, and one live
+// region that says what happened. Gradio's recorder has no API, so this drives its buttons.
+(() => {
+  const TAIL_MS = 500; // people stop early: keep recording this long after Stop
+  const TYPING = "textarea, select, [contenteditable=''], [contenteditable='true'], " +
+    "input:not([type=checkbox]):not([type=radio]):not([type=range]):not([type=button])";
+  const state = { keys: true, handsFree: false, timer: null, tail: false, bypass: false, rec: false,
+                  status: "" };
+
+  const byId = (id) => document.getElementById(id);
+  const shown = (el) => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  const firstShown = (root, sel) => (root ? [...root.querySelectorAll(sel)].find(shown) : undefined);
+  const recorder = () => byId(state.handsFree ? "handsfree-audio" : "take-audio");
+  const recordButton = (root) => firstShown(root, "button.record-button");
+  const stopButton = (root) => firstShown(root, "button.stop-button");
+
+  function waitFor(get, ms) {
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      const poll = () => {
+        const v = get();
+        if (v || performance.now() - t0 > ms) return resolve(v);
+        setTimeout(poll, 50);
+      };
+      poll();
+    });
+  }
+
+  function live() {
+    let el = byId("vx-live");
+    if (!el) {
+      el = document.createElement("div");
+      el.id = "vx-live";
+      el.className = "vx-sr-only";
+      el.setAttribute("role", "status");
+      el.setAttribute("aria-live", "polite");
+      el.setAttribute("aria-atomic", "true");
+      document.body.appendChild(el);
+    }
+    return el;
+  }
+
+  function announce(message) {
+    const el = live();
+    el.textContent = "";
+    setTimeout(() => { el.textContent = message; }, 30); // re-announce identical messages too
+  }
+
+  function badge(kind, text) {
+    const el = byId("vx-rec-state");
+    if (!el) return;
+    el.dataset.state = kind;
+    el.querySelector(".vx-shape").textContent = { recording: "●", finishing: "◐", ready: "▶", paused: "❚❚" }[kind] || "▶";
+    el.querySelector(".vx-state-text").textContent = text;
+  }
+
+  function spokenText(el) { // what a screen reader would say: without the decorative shapes
+    if (!el) return "";
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll('[aria-hidden="true"]').forEach((n) => n.remove());
+    return copy.textContent.replace(/\s+/g, " ").trim();
+  }
+
+  function focusEl(el) {
+    if (!el) return;
+    el.classList.add("vx-focus");
+    el.focus({ preventScroll: false });
+    el.addEventListener("blur", () => el.classList.remove("vx-focus"), { once: true });
+  }
+
+  function stopWithTail(btn) {
+    if (state.tail) return;
+    state.tail = true;
+    badge("finishing", "Finishing the recording…");
+    setTimeout(() => { state.tail = false; clickThrough(btn); }, TAIL_MS);
+  }
+
+  function clickThrough(btn) { // a click our own capture listener lets pass
+    state.bypass = true;
+    try { btn.click(); } finally { state.bypass = false; }
+  }
+
+  // A person's Stop (mouse, Enter, Space) gets the tail; script clicks (ours, tests) pass straight.
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest && e.target.closest("button.stop-button");
+    if (!btn || state.bypass || !e.isTrusted || !btn.closest("#take-audio, #handsfree-audio")) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    stopWithTail(btn);
+  }, true);
+
+  const actions = {
+    r() {
+      const root = recorder();
+      const stop = stopButton(root);
+      if (stop) return stopWithTail(stop);
+      const rec = recordButton(root);
+      if (rec) return rec.click();
+      if (!state.handsFree) { // a take is in the player: clear it, then record again
+        byId("rerecord-btn")?.click();
+        waitFor(() => recordButton(recorder()), 5000).then((b) => b && b.click());
+      }
+    },
+    p() { firstShown(byId("take-audio"), 'button[aria-label="Play"], button[aria-label="Pause"]')?.click(); },
+    x() { byId("rerecord-btn")?.click(); },
+    s() { byId("save-btn")?.click(); },
+    n() { byId("skip-btn")?.click(); },
+    h() { document.querySelector("#handsfree-toggle input[type=checkbox]")?.click(); },
+  };
+
+  document.addEventListener("keydown", (e) => {
+    if (!state.keys || e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    if (e.target && e.target.closest && e.target.closest(TYPING)) return;
+    const act = actions[(e.key || "").toLowerCase()];
+    if (!act) return;
+    e.preventDefault();
+    act();
+  }, true);
+
+  // Watch the recorder and the status line: state in words (badge + live region) on each change.
+  setInterval(() => {
+    const rec = !!(stopButton(byId("take-audio")) || stopButton(byId("handsfree-audio")));
+    if (rec !== state.rec) {
+      state.rec = rec;
+      if (rec) { badge("recording", "Recording. Press R to stop."); announce("Recording"); }
+      else if (!state.tail) badge(state.handsFree ? "paused" : "ready", "Stopped");
+    }
+    const status = spokenText(byId("take-status"));
+    if (status && status !== state.status) { state.status = status; announce(status); }
+  }, 150);
+
+  function countdown(seconds) {
+    clearTimeout(state.timer);
+    const box = byId("vx-countdown");
+    let left = Math.max(0, Math.round(Number(seconds) || 0));
+    const tick = () => {
+      if (!state.handsFree) { if (box) box.textContent = ""; return; }
+      if (left > 0) {
+        if (box) box.textContent = `Recording in ${left}…`;
+        announce(String(left));
+        left -= 1;
+        state.timer = setTimeout(tick, 1000);
+        return;
+      }
+      if (box) box.textContent = "";
+      waitFor(() => recordButton(byId("handsfree-audio")), 10000).then((b) => {
+        if (b && state.handsFree) b.click();
+      });
+    };
+    tick();
+  }
+
+  window.voxspace = {
+    announce,
+    setPhraseSize(px) { document.documentElement.style.setProperty("--vx-phrase-size", `${Number(px) || 40}px`); },
+    setShortcuts(on) { state.keys = !!on; },
+    restore(size, keys) { this.setPhraseSize(size); this.setShortcuts(keys); },
+    focusRecord() { waitFor(() => recordButton(recorder()), 5000).then(focusEl); },
+    afterRecording() {
+      announce("Recorded. Press S to save, P to listen, X to record again.");
+      focusEl(byId("save-btn"));
+    },
+    afterSave() {
+      if (!state.handsFree) this.focusRecord();
+    },
+    handsFree(on, seconds) {
+      state.handsFree = !!on;
+      if (on) { countdown(seconds); return; }
+      clearTimeout(state.timer);
+      const box = byId("vx-countdown");
+      if (box) box.textContent = "";
+      this.focusRecord();
+    },
+    handsFreeNext(seconds) {
+      if (!state.handsFree) return;
+      if (document.querySelector("#take-status [data-rest]")) {
+        badge("paused", "Paused for a rest. Press R to go on.");
+        return;
+      }
+      countdown(seconds);
+    },
+    vadSignal(value) {
+      if (!String(value || "").startsWith("stop")) return;
+      const stop = stopButton(byId("handsfree-audio"));
+      if (stop) clickThrough(stop);
+    },
+  };
+})();
