@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from voxspace.card import BASE_CONFIG, TUNED_CONFIG, extract_snippet
-from voxspace.errors import VoxSpaceError
+from voxspace.errors import PublishError, VoxSpaceError
 from voxspace.publish import format_bytes, merged_size, publish_adapter
 from voxspace.run_record import RunRecord
 
@@ -64,6 +64,22 @@ def test_public_toggle_and_republishing_private_again(hub, alice, hub_settings, 
     assert res.private is False and not hub.is_private(res.repo_id)
     res = publish_adapter(run_dir, name, alice, hub_settings)  # default is private, applied again
     assert hub.is_private(res.repo_id)
+
+
+def test_a_repo_holding_training_checkpoints_is_never_made_public(hub, alice, hub_settings, run_dir,
+                                                                  hub_tokens):
+    from huggingface_hub import HfApi
+
+    repo = f"alice/{unique('voxtral-ckpt')}"
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo(repo, private=True)
+    api.upload_file(path_or_fileobj=b"optimizer state", path_in_repo="checkpoint/optimizer.pt", repo_id=repo)
+    with pytest.raises(PublishError, match="also holds training checkpoints"):
+        publish_adapter(run_dir, repo, alice, hub_settings, private=False)
+    assert hub.is_private(repo)
+    assert "README.md" not in hub.list_files(repo)  # nothing was pushed either
+    res = publish_adapter(run_dir, repo, alice, hub_settings)  # private stays possible
+    assert hub.is_private(res.repo_id) and "adapter_model.safetensors" in hub.list_files(repo)
 
 
 def test_license_is_read_from_the_base_repos_card(hub, alice, hub_settings, run_dir, hub_tokens):
