@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files, is_repo_id
-from voxspace.errors import NothingToPublish
+from voxspace.card import base_model_license, card_files, is_repo_id, preview_card
+from voxspace.errors import NothingToPublish, PublishError
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
-from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
+from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, SUMMARY, RunRecord
 from voxspace.settings import Settings
 
 if TYPE_CHECKING:
@@ -133,6 +133,23 @@ def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> i
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
 
 
+def preview(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *, private: bool = True,
+            include_per_take: bool = False) -> str:
+    """The model card exactly as publish_adapter would push it, after the same checks; pushes nothing.
+
+    Reads the base model's license from the Hub (as `identity`), which is the only network call.
+    """
+    adapter_files(run_dir)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
+    return preview_card(run_dir, repo_id, api=hub_api(identity, settings), private=private,
+                        include_per_take=include_per_take)
+
+
+def merged_size(run_dir: Path, identity: Identity, settings: Settings) -> int | None:
+    """Bytes a merged bf16 model of this run would take, to show before the person opts in."""
+    return estimate_merged_bytes(RunRecord.load(run_dir).base_model, hub_api(identity, settings))
+
+
 def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,
                     private: bool = True, merged: bool = False, include_per_take: bool = False,
                     progress: Progress | None = None) -> PublishResult:
@@ -164,10 +181,20 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: S
     say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
     try:
         url = str(api.create_repo(repo_id, private=private, exist_ok=True))
-        if api.model_info(repo_id).private != private:
-            api.update_repo_settings(repo_id, private=private)
+        info = api.model_info(repo_id)
     except Exception as e:
         raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
+    held_back = [f.rfilename for f in info.siblings or [] if f.rfilename.startswith(f"{CHECKPOINT_DIR}/")]
+    if held_back and not private:
+        raise PublishError(
+            f"{repo_id} also holds training checkpoints ({CHECKPOINT_DIR}/); making it public would publish "
+            "them and their history. Publish to a new repo name, or keep this one private.",
+            detail=f"{len(held_back)} files under {CHECKPOINT_DIR}/")
+    if info.private != private:
+        try:
+            api.update_repo_settings(repo_id, private=private)
+        except Exception as e:
+            raise as_user_error(e, action="change the visibility of", repo_id=repo_id) from e
 
     merged_bytes = None
     with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
