@@ -96,6 +96,7 @@ def push_checkpoint(run_dir: str | Path, repo_id: str, token: str | None, endpoi
             path_in_repo=REMOTE_PREFIX,
             commit_message="VoxSpace checkpoint",
             delete_patterns=["*"],
+            ignore_patterns=["README.md"],  # peft's card may name a local base path the Hub would refuse
         )
         if (run_dir / SUMMARY).is_file():
             api.upload_file(

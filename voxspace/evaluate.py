@@ -174,14 +174,14 @@ def evaluate_adapter(
         tuned.unload()
 
 
-def evaluate_run_dir(run_dir: str | Path, base: tuple[Any, Any]) -> EvalReport:
+def evaluate_run_dir(run_dir: str | Path, base: tuple[Any, Any], *, max_new_tokens: int = 64) -> EvalReport:
     """Evaluate a finished run's adapter on its held-out takes and store the report in summary.json."""
     from voxspace.run_record import ADAPTER_DIR, RunRecord
     from voxspace.train import Trainer
 
     record = RunRecord.load(Path(run_dir))
     test = Trainer(run_dir).prepare().test_takes  # the takes fetched for training (run.json)
-    report = evaluate_adapter(base, test, Path(run_dir) / ADAPTER_DIR)
+    report = evaluate_adapter(base, test, Path(run_dir) / ADAPTER_DIR, max_new_tokens=max_new_tokens)
     record.eval = report
     record.save(Path(run_dir))
     return report

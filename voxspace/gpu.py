@@ -87,12 +87,18 @@ def _return_base(model_cfg: ModelConfig, model: Any) -> None:
 
 # --- ZeroGPU slices ---------------------------------------------------------------------------------
 def plan_slice(
-    cap_s: float, *, remaining_steps: int | None, step_time_s: float | None, overhead_s: float | None
+    cap_s: float,
+    *,
+    remaining_steps: int | None,
+    step_time_s: float | None,
+    overhead_s: float | None,
+    save_s: float = 0.0,
 ) -> tuple[float, int]:
-    """(budget for steps, GPU duration to ask for) for the next slice, the duration capped at `cap_s`.
+    """(budget for the slice's loop, GPU duration to ask for), the duration capped at `cap_s`.
 
-    The duration is the planned work (remaining steps x measured step time) plus the measured
-    per-slice overhead; before anything is measured we ask for the cap.
+    The duration is the planned work (remaining steps x measured step time, with room for the
+    checkpoint save the loop keeps in reserve) plus the measured per-slice overhead; before
+    anything is measured we ask for the cap.
     """
     overhead = FIRST_SLICE_OVERHEAD_S if overhead_s is None else overhead_s
     if step_time_s is None or remaining_steps is None:
@@ -102,7 +108,7 @@ def plan_slice(
             f"One training step takes about {step_time_s:.0f} s, too long for a {cap_s:.0f} s GPU slice. "
             "Use a smaller batch size or raise the slice length."
         )
-    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.1 + 1.5 * step_time_s)
+    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.25 + 1.5 * step_time_s + save_s)
     return budget, int(min(cap_s, math.ceil(budget + overhead)))
 
 
@@ -136,17 +142,17 @@ def gpu_slice(
 _TRACKERS: dict[str, Any] = {}  # per run folder; set by run_in_slices (fork copies it into the worker)
 
 
-def _eval_duration(run_dir: str, cap_s: int) -> int:
+def _eval_duration(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> int:
     return cap_s
 
 
 @spaces.GPU(duration=_eval_duration)
-def gpu_evaluate(run_dir: str, cap_s: int = 120) -> Any:
+def gpu_evaluate(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> Any:
     """One GPU call: WER/CER before and after for a finished run; stored in its summary.json."""
     from voxspace.evaluate import evaluate_run_dir
     from voxspace.train import Trainer
 
-    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg))
+    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg), max_new_tokens=max_new_tokens)
 
 
 def zerogpu_error(e: BaseException) -> TrainError | None:
@@ -180,14 +186,36 @@ def run_in_slices(
     tracker: Any = None,
     max_steps_per_slice: int | None = None,
     max_idle_slices: int = 2,
+    owner: str = "local",
+    queue: RunQueue | None = None,
 ) -> Any:
     """Chain GPU slices until the run is done or cancelled; returns the last SliceSummary.
 
-    Checkpoints are pushed (`push`) between slices, outside the GPU call: uploading spends no GPU time.
+    Only one run trains at a time (`queue`, Busy otherwise). Checkpoints are pushed (`push`)
+    between slices, outside the GPU call: uploading spends no GPU time.
     """
+    queue = QUEUE if queue is None else queue
+    queue.require_turn(owner)
+    try:
+        return _chain_slices(
+            str(run_dir), cap_s, cancel_path, on_slice, push, tracker, max_steps_per_slice, max_idle_slices
+        )
+    finally:
+        queue.leave(owner)
+
+
+def _chain_slices(
+    run_dir: str,
+    cap_s: float,
+    cancel_path: str | Path | None,
+    on_slice: Any,
+    push: Any,
+    tracker: Any,
+    max_steps_per_slice: int | None,
+    max_idle_slices: int,
+) -> Any:
     from voxspace import checkpoint
 
-    run_dir = str(run_dir)
     if tracker is not None:
         _TRACKERS[run_dir] = tracker
     summary, idle = None, 0
@@ -199,6 +227,7 @@ def run_in_slices(
             remaining_steps=remaining,
             step_time_s=state.get("step_time_s"),
             overhead_s=summary.overhead_seconds if summary else None,
+            save_s=state.get("save_s", 0.0),
         )
         try:
             summary = gpu_slice(

@@ -85,9 +85,21 @@ class TrackioTracker:
         self.finish()
 
 
+_DASHBOARD: dict[str, Any] = {}
+
+
 def dashboard(trackio_dir: str | Path, *, port: int | None = None) -> str:
-    """Start trackio's dashboard for the voxspace project in the background; returns its local URL."""
-    trackio = _trackio(trackio_dir)
-    result = trackio.show(project=PROJECT, open_browser=False, block_thread=False, server_port=port)
-    url = result[1] if isinstance(result, tuple) else getattr(result, "local_url", None) or str(result)
-    return str(url)
+    """Start trackio's dashboard for the voxspace project (once per process); returns its local URL."""
+    if "url" not in _DASHBOARD:
+        trackio = _trackio(trackio_dir)
+        server, url, *_ = trackio.show(
+            project=PROJECT, open_browser=False, block_thread=False, server_port=port
+        )
+        _DASHBOARD.update(server=server, url=str(url))
+    return _DASHBOARD["url"]
+
+
+def close_dashboard() -> None:
+    if (server := _DASHBOARD.pop("server", None)) is not None:
+        server.close()
+    _DASHBOARD.clear()

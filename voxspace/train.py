@@ -27,13 +27,14 @@ from typing import Any, Protocol
 
 from voxspace import checkpoint
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
-from voxspace.errors import BadHyperparameter, NaNLoss, OutOfGPUMemory
+from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
 from voxspace.model import PRECISIONS, LoraSettings, ModelConfig, attach_lora, detach_lora, load_base
 from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
 RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
+EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel features)
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
 
 
@@ -248,6 +249,12 @@ class Trainer:
 
     def prepare(self) -> Trainer:
         """The CPU-only part of setup: find the takes, check there are enough, write run.json."""
+        if checkpoint.has_checkpoint(self.run_dir):
+            stored = checkpoint.read_state(self.run_dir).get("config")
+            if stored is not None and TrainConfig.from_dict(stored) != self.config:
+                raise BadInput(
+                    f"{self.run_dir} holds a run with other settings: resume it as it is, or start a new run."
+                )
         if not (self.data_dir and Path(self.data_dir).is_dir()):
             self.data_dir = str(fetch_takes(self.data, **self._data_kw))
         takes = read_folder(Path(self.data_dir))
@@ -274,7 +281,7 @@ class Trainer:
             )
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.collator = TranscriptionCollator(self.processor)
-        self.examples: list[Example] = [self.collator.encode(t) for t in self.train_takes]
+        self.examples = self._encoded_examples()
 
         from voxspace.encoder_cache import EncoderCache
 
@@ -287,8 +294,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / self.config.grad_accum)
         self.total_steps = self.steps_per_epoch * self.config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
+        on_gpu = self.device.type == "cuda"  # one fused kernel per step there; foreach on the CPU
         self.optimizer = torch.optim.AdamW(
-            params, lr=self.config.lr, weight_decay=self.config.weight_decay, foreach=True
+            params, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=on_gpu, foreach=not on_gpu
         )
         warmup = int(self.config.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -304,6 +312,26 @@ class Trainer:
         self.ready = True
         self._pending_overhead = time.monotonic() - started
         return self
+
+    def _encoded_examples(self) -> list[Example]:
+        """Tokens and mel features of the training takes, computed once per run and kept in run_dir.
+
+        Feature extraction runs on the CPU; on ZeroGPU every slice would otherwise redo it inside
+        its paid GPU time.
+        """
+        import torch
+
+        path = self.run_dir / EXAMPLES_FILE
+        ids = [t.take.take_id for t in self.train_takes]
+        if path.is_file():
+            stored = torch.load(path, weights_only=False)  # our own file, written below
+            if [e.take_id for e in stored] == ids:
+                return stored
+        examples = [self.collator.encode(t) for t in self.train_takes]
+        tmp = path.with_suffix(".tmp")
+        torch.save(examples, tmp)
+        tmp.replace(path)
+        return examples
 
     @staticmethod
     def _seed_everything(seed: int) -> None:
@@ -533,8 +561,9 @@ class Trainer:
 
     def close(self) -> Any:
         """Remove LoRA from the shared base model and return it (for the next run in this process)."""
-        base = detach_lora(self.model) if self.ready else self._base
-        self.ready = False
+        model = getattr(self, "model", None)  # set as soon as LoRA is attached, even if setup failed later
+        base = detach_lora(model) if model is not None else (self._base[0] if self._base else None)
+        self.model, self.ready = None, False
         return base
 
 

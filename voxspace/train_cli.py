@@ -21,10 +21,8 @@ from voxspace.errors import BadInput
 
 def register(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="fine-tune Voxtral (LoRA) on your takes")
-    tr.add_argument(
-        "--data", required=True, help="a dataset repo id or a local folder in the VoxSpace layout"
-    )
-    tr.add_argument("--base-model", required=True, help="a Voxtral repo id or local folder")
+    tr.add_argument("--data", help="a dataset repo id or a local folder in the VoxSpace layout")
+    tr.add_argument("--base-model", help="a Voxtral repo id or local folder")
     tr.add_argument("--out", required=True, help="the run folder (checkpoint, adapter, summary.json)")
     tr.add_argument("--preset", default="standard", choices=["quick", "standard", "thorough"])
     tr.add_argument("--precision", choices=["8bit", "bf16", "fp32"])
@@ -41,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         tr.add_argument(f"--{name}", type=typ)
     tr.add_argument("--no-eval", action="store_true", help="skip WER/CER before and after")
+    tr.add_argument(
+        "--max-new-tokens", type=int, default=64, help="longest transcript generated in evaluation"
+    )
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="WER/CER of the base model (and an adapter) on held-out takes")
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--base-model", required=True)
     ev.add_argument("--adapter", help="a folder with adapter_config.json (e.g. RUN/adapter)")
     ev.add_argument("--precision", default="8bit", choices=["8bit", "bf16", "fp32"])
+    ev.add_argument("--max-new-tokens", type=int, default=64)
     ev.set_defaults(func=_evaluate)
 
 
@@ -101,6 +103,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.resume and not (out / RUN_SPEC).is_file():
         raise BadInput(f"Nothing to resume in {out}: it holds no training run.")
+    if not args.resume and not (args.data and args.base_model):
+        raise BadInput("A new run needs --data and --base-model (or --resume to continue one in --out).")
     if not args.resume:
         shutil.rmtree(out / "encoder_cache", ignore_errors=True)
     config = None if args.resume else _config(args)
@@ -150,7 +154,7 @@ def _train(args: argparse.Namespace) -> int:
         trainer.close()
     print(f"adapter: {out / 'adapter'}" if done else f"stopped; resume with --resume --out {out}", flush=True)
     if done and not args.no_eval:
-        print(format_report(evaluate_run_dir(out, base)), flush=True)
+        print(format_report(evaluate_run_dir(out, base, max_new_tokens=args.max_new_tokens)), flush=True)
     return 0
 
 
@@ -163,5 +167,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     token = _token()
     _, test = split_takes(load_takes(args.data, token=token, endpoint=Settings.from_env().hub_endpoint))
     base = load_base(ModelConfig(args.base_model, precision=args.precision, token=token))
-    print(format_report(evaluate_adapter(base, test, args.adapter)), flush=True)
+    print(
+        format_report(evaluate_adapter(base, test, args.adapter, max_new_tokens=args.max_new_tokens)),
+        flush=True,
+    )
     return 0

@@ -7,6 +7,8 @@ spaces' own `error()` helper (the gr.Error it raises) and injected in place of t
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -41,9 +43,11 @@ def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
         tmp_path / "run", cap_s=120, on_slice=seen.append, push=push, max_steps_per_slice=2
     )
     assert last.done and last.step == last.total_steps == 6
-    assert [s.step for s in seen] == [2, 4, 6] and [s.done for s in seen] == [False, False, True]
+    # each slice stops at 2 steps, or earlier if its planned time runs out (the machine may be busy)
+    assert len(seen) >= 3 and all(0 < s.steps_run <= 2 for s in seen)
+    assert [s.done for s in seen] == [False] * (len(seen) - 1) + [True]
     assert all(s.step_seconds > 0 and s.overhead_seconds >= 0 for s in seen)  # bench reads these
-    assert len(pushed) == 3 and hub.is_private(repo)
+    assert len(pushed) == len(seen) and hub.is_private(repo)
 
     remote = checkpoint.find_remote_checkpoint(repo, alice, hub.url)
     assert remote["step"] == 6 and remote["total_steps"] == 6
@@ -97,8 +101,8 @@ def test_zerogpu_refusals_become_typed_errors(
 
 def test_slice_duration_follows_the_planned_work_and_the_cap():
     assert gpu.plan_slice(120, remaining_steps=None, step_time_s=None, overhead_s=None) == (100.0, 120)
-    budget, duration = gpu.plan_slice(120, remaining_steps=10, step_time_s=2.0, overhead_s=5.0)
-    assert 22 <= budget <= 30 and duration == int(budget + 5) + (budget % 1 > 0)
+    budget, duration = gpu.plan_slice(120, remaining_steps=10, step_time_s=2.0, overhead_s=5.0, save_s=1.0)
+    assert 20 + 1 < budget <= 40 and duration == math.ceil(budget + 5)
     budget, duration = gpu.plan_slice(120, remaining_steps=1000, step_time_s=2.0, overhead_s=5.0)
     assert duration == 120 and budget == 115
     with pytest.raises(SliceTimeout, match="smaller batch"):
@@ -116,6 +120,8 @@ def test_one_run_at_a_time_and_the_second_caller_learns_their_place():
     queue.leave("alice")
     queue.require_turn("bob")
     assert queue.position("carol") == 1
+    with pytest.raises(Busy, match="number 3"):  # the ZeroGPU path asks the same queue
+        gpu.run_in_slices("unused", cap_s=60, owner="dave", queue=queue)
 
 
 def test_hardware_detection():
@@ -144,6 +150,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
         "1",
         "--batch-size",
         "2",
+        "--max-new-tokens",
+        "6",
     ]
     assert main([*args, "--slice-seconds", "60"]) == 0
     printed = capsys.readouterr().out
@@ -152,7 +160,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
 
     assert main(args) == 2  # would overwrite a run
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "--data", "x", "--base-model", "y", "--out", str(out), "--resume"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--no-eval"]) == 0  # data and model from run.json
+    assert "adapter:" in capsys.readouterr().out
     assert (
         main(["train", "--data", "x", "--base-model", "y", "--out", str(tmp_path / "new"), "--lr", "-1"]) == 2
     )
@@ -170,6 +179,8 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
                 "fp32",
                 "--adapter",
                 str(out / "adapter"),
+                "--max-new-tokens",
+                "6",
             ]
         )
         == 0

@@ -89,22 +89,22 @@ def test_takes_and_base_model_load_by_repo_id_from_the_hub(
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
-    api.create_repo("alice/recordings", repo_type="dataset", private=True)
-    api.upload_folder(repo_id="alice/recordings", repo_type="dataset", folder_path=str(takes_dir))
-    api.create_repo("alice/tiny-voxtral", private=True)
-    api.upload_folder(repo_id="alice/tiny-voxtral", folder_path=str(tiny_voxtral_dir))
+    api.create_repo("alice/train-recordings", repo_type="dataset", private=True)
+    api.upload_folder(repo_id="alice/train-recordings", repo_type="dataset", folder_path=str(takes_dir))
+    api.create_repo("alice/train-base-voxtral", private=True)
+    api.upload_folder(repo_id="alice/train-base-voxtral", folder_path=str(tiny_voxtral_dir))
 
     takes = load_takes(
-        "alice/recordings", token=hub_tokens["alice"], endpoint=hub.url, cache_dir=tmp_path / "a"
+        "alice/train-recordings", token=hub_tokens["alice"], endpoint=hub.url, cache_dir=tmp_path / "a"
     )
     assert [t.take.take_id for t in takes] == [t.take.take_id for t in read_folder(takes_dir)]
     assert all(t.wav.is_file() for t in takes)
     with pytest.raises(Exception):  # noqa: B017 - another user may not read alice's private takes
-        load_takes("alice/recordings", token=hub_tokens["bob"], endpoint=hub.url, cache_dir=tmp_path / "b")
+        load_takes("alice/train-recordings", token=hub_tokens["bob"], endpoint=hub.url, cache_dir=tmp_path / "b")
 
     model, processor = load_base(
         ModelConfig(
-            "alice/tiny-voxtral", precision="fp32", token=hub_tokens["alice"], cache_dir=str(tmp_path / "m")
+            "alice/train-base-voxtral", precision="fp32", token=hub_tokens["alice"], cache_dir=str(tmp_path / "m")
         )
     )
     assert type(model).__name__ == "VoxtralForConditionalGeneration"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.train.conftest import make_take
 from voxspace import checkpoint
-from voxspace.errors import BadHyperparameter, NaNLoss, OutOfGPUMemory
+from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig, Trainer, plan_batches
 
@@ -67,6 +69,21 @@ def test_encoder_cache_is_bit_exact_and_label_logits_match(tmp_path, takes_dir, 
     assert n == n_plain > 0
     assert torch.equal(cached, plain) and torch.equal(cached_again, plain)  # bit for bit
     torch.testing.assert_close(plain, full_logits, rtol=1e-6, atol=1e-5)
+
+
+def test_gradient_checkpointing_trains_to_the_same_weights(tmp_path, takes_dir, base):
+    runs = {}
+    model = base[0]
+    for checkpointing in (False, True):
+        config = TrainConfig(**FP32, dropout=0.0, gradient_checkpointing=checkpointing)
+        trainer = Trainer(tmp_path / str(checkpointing), config, takes_dir, base=(model, base[1])).setup()
+        assert trainer.base_model.model.language_model.gradient_checkpointing is checkpointing
+        trainer.train_slice(budget_s=1e9, max_steps=2)
+        runs[checkpointing] = adapter_weights(tmp_path / str(checkpointing))
+        model = trainer.close()
+        model.gradient_checkpointing_disable()
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_cache_spills_to_disk_beyond_its_memory_bound(tmp_path, takes_dir, base):
@@ -168,6 +185,8 @@ def test_cancel_keeps_a_usable_checkpoint_that_resumes(tmp_path, takes_dir, base
     assert checkpoint.read_state(tmp_path / "run")["step"] == 2
     model = trainer.close()
 
+    with pytest.raises(BadInput, match="other settings"):  # a checkpoint only resumes with its own settings
+        Trainer(tmp_path / "run", TrainConfig(**FP32, lr=1e-3), takes_dir, base=(model, base[1])).setup()
     resumed = Trainer(tmp_path / "run", base=(model, base[1])).setup()  # config and data from run.json
     assert resumed.step == 2
     summary = resumed.train_slice(budget_s=1e9)
@@ -240,3 +259,16 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir)
     assert {r[0] for r in rows} >= set(range(1, 26))
     assert all({"loss", "lr", "grad_norm", "step_time_s"} <= m.keys() for m in logged if "loss" in m)
     assert any("eval/wer_after" in m for m in logged)
+
+    from voxspace.tracking import close_dashboard, dashboard
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = dashboard(tmp_path / "trackio", port=port)
+    try:
+        assert url.startswith("http://127.0.0.1:") and dashboard(tmp_path / "trackio") == url
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200
+    finally:
+        close_dashboard()
