@@ -110,7 +110,9 @@ def main() -> None:
                "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HOME": str(tmp / "hf-home"),
                "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VOXSPACE_DATA_DIR": str(tmp / "app-data")}
-        os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_HOME")})
+        env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_HOME",
+                                               "HF_HUB_DISABLE_PROGRESS_BARS")})
         try:
             starts = [cold_start(env) for _ in range(args.starts)]
             ack, on_hub = save_latencies(tmp, hub.url, args.takes)

@@ -6,6 +6,7 @@ Configured by Space variables (and one optional secret):
     BASE_MODEL_ID        the base model it was trained on, e.g. "mistralai/Voxtral-Mini-3B-2507"
     ADAPTER_READ_TOKEN   (secret, optional) a read-only token, needed only if the adapter is private
     MAX_NEW_TOKENS       (optional) longest transcription per recording, in tokens (default 440)
+    MAX_SECONDS          (optional) longest recording accepted, in seconds (default 120)
 
 If the adapter cannot be loaded, the page says why and transcribes nothing: it never passes the
 base model off as the fine-tuned one.
@@ -16,8 +17,11 @@ Run locally: ADAPTER_ID=... BASE_MODEL_ID=... python app.py
 import spaces  # noqa: I001  (ZeroGPU: must be imported before torch)
 
 import os
+import threading
 
 import gradio as gr
+import numpy as np
+import soxr
 import torch
 from peft import PeftModel
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
@@ -27,6 +31,9 @@ BASE_MODEL_ID = os.environ.get("BASE_MODEL_ID", "mistralai/Voxtral-Mini-3B-2507"
 READ_TOKEN = os.environ.get("ADAPTER_READ_TOKEN") or None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+SAMPLE_RATE = 16_000
+MAX_SECONDS = int(os.environ.get("MAX_SECONDS", "120"))  # one ZeroGPU call must finish in time
+_MODEL_LOCK = threading.Lock()
 MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "440"))  # ~30 s of fast speech per chunk
 AUTO = "auto"
 LANGUAGES = [("Auto-detect", AUTO), ("English", "en"), ("Spanish", "es"), ("French", "fr"),
@@ -80,22 +87,39 @@ if LOAD_ERROR:
     print(f"[demo] {LOAD_ERROR}", flush=True)
 
 
+def _to_16k_mono(audio: tuple[int, np.ndarray]) -> np.ndarray:
+    """Gradio's (rate, samples) -> float32 mono at 16 kHz, what Voxtral's processor expects."""
+    rate, samples = audio
+    x = np.asarray(samples)
+    scale = np.iinfo(x.dtype).max if np.issubdtype(x.dtype, np.integer) else 1.0
+    x = x.astype(np.float32) / scale
+    if x.ndim == 2:  # (samples, channels)
+        x = x.mean(axis=1)
+    return soxr.resample(x, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else x
+
+
 def _generate(inputs) -> str:
     out = MODEL.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
     return PROCESSOR.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
 
 
 @spaces.GPU(duration=60)
-def transcribe(audio_path: str | None, language: str) -> tuple[str, str]:
+def transcribe(audio: tuple[int, np.ndarray] | None, language: str) -> tuple[str, str]:
     """Transcribe one recording twice: with the adapter, then with it switched off (the base model)."""
     if LOAD_ERROR:
         raise gr.Error(LOAD_ERROR)
-    if not audio_path:
+    if audio is None:
         raise gr.Error("Record or upload some audio first.")
+    samples = _to_16k_mono(audio)
+    if len(samples) > MAX_SECONDS * SAMPLE_RATE:
+        raise gr.Error(f"That recording is longer than {MAX_SECONDS} s: try a shorter one.")
     inputs = PROCESSOR.apply_transcription_request(
-        language=None if language in (AUTO, None, "") else language, audio=audio_path, model_id=BASE_MODEL_ID)
+        language=None if language in (AUTO, None, "") else language, audio=samples,
+        sampling_rate=SAMPLE_RATE, format="wav", model_id=BASE_MODEL_ID)
     inputs = inputs.to(DEVICE, dtype=DTYPE)
-    with torch.inference_mode():
+    # The adapter is switched off and on for the whole model: one request at a time, so a
+    # concurrent one can never read base-model output as the fine-tuned transcription.
+    with _MODEL_LOCK, torch.inference_mode():
         tuned = _generate(inputs)
         with MODEL.disable_adapter():
             base = _generate(inputs)
@@ -109,14 +133,15 @@ with gr.Blocks(title=f"{ADAPTER_ID or 'Voxtral'} demo") as demo:
     if LOAD_ERROR:
         gr.Markdown(f"**The fine-tuned model is not available.** {LOAD_ERROR}", elem_id="load-error")
     with gr.Row():
-        audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+        audio = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Speech")
         language = gr.Dropdown(LANGUAGES, value=AUTO, label="Language",
                                info="Auto-detect lets the model decide.")
     button = gr.Button("Transcribe", variant="primary")
     with gr.Row():
         tuned_box = gr.Textbox(label=f"Fine-tuned ({ADAPTER_ID or 'not loaded'})", lines=4)
         base_box = gr.Textbox(label=f"Base model ({BASE_MODEL_ID})", lines=4)
-    button.click(transcribe, [audio, language], [tuned_box, base_box], api_name="transcribe")
+    button.click(transcribe, [audio, language], [tuned_box, base_box], api_name="transcribe",
+                 concurrency_limit=1)
 
 if __name__ == "__main__":
     demo.queue(max_size=16).launch()

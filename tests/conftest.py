@@ -102,6 +102,17 @@ def hub_settings(hub, tmp_path):
                     dataset_repo_name=f"voxspace-recordings-{secrets.token_hex(4)}")
 
 
+@pytest.fixture
+def fresh_repo_id(hub):
+    """`fresh_repo_id("alice", "recordings")` -> "alice/recordings-1a2b3c4d": the session's Hub is
+    shared by every test, so a fixed repo name collides (409) or holds another test's files."""
+
+    def make(namespace: str, name: str) -> str:
+        return f"{namespace}/{name}-{secrets.token_hex(4)}"
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_voxtral_dir(tmp_path_factory) -> Path:
     """A tiny random Voxtral + processor folder, built once per session."""

@@ -276,3 +276,12 @@ def test_paused_writes_hang_until_allowed(hub, alice):
         hub.allow_writes()
     worker.join(30)
     assert done.is_set() and hub.list_files("alice/paused") == [".gitattributes", "a.txt"]
+
+
+def test_fresh_repo_ids_never_collide_and_fixed_names_can_be_reset(hub, alice, fresh_repo_id):
+    first, second = fresh_repo_id("alice", "recordings"), fresh_repo_id("alice", "recordings")
+    assert first != second and first.startswith("alice/recordings-")
+    alice.create_repo(first, repo_type="dataset")
+    assert hub.delete_repo(first, "dataset") and not hub.repo_exists(first, "dataset")
+    alice.create_repo(first, repo_type="dataset")  # the name is free again
+    assert not hub.delete_repo("alice/never-made", "dataset")

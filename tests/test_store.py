@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -272,10 +274,8 @@ print(json.dumps({"started": started, "ok": ok}), flush=True)
 """
 
 
-def test_kill_9_right_after_acknowledgement_loses_nothing(hub, hub_settings, hub_tokens, take_wav, tmp_path):
-    wav_file = tmp_path / "take.wav"
-    wav_file.write_bytes(take_wav[0])
-    env = {
+def _child_env(hub_settings, hub_tokens, tmp_path) -> dict[str, str]:
+    return {
         **os.environ,
         "HF_TOKEN": hub_tokens["alice"],
         "VOXSPACE_DATA_DIR": str(tmp_path / "data"),
@@ -283,35 +283,83 @@ def test_kill_9_right_after_acknowledgement_loses_nothing(hub, hub_settings, hub
         "VOXSPACE_PUSH_RETRY_MAX_S": "0.2",
         "PYTHONPATH": str(ROOT),
     }
-    hub.refuse_writes()  # nothing can be pushed before the kill
+
+
+def _save_then_get_killed(env, take_wav, tmp_path, n: int, before_kill=lambda: None) -> list[str]:
+    """Run a process that saves `n` takes; SIGKILL it right after the last acknowledgement."""
+    wav_file = tmp_path / "take.wav"
+    wav_file.write_bytes(take_wav[0])
+    saver = subprocess.Popen(
+        [sys.executable, "-c", _SAVER, str(wav_file), str(n), str(take_wav[1])],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        saver = subprocess.Popen(
-            [sys.executable, "-c", _SAVER, str(wav_file), "5", str(take_wav[1])],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         acked = []
-        while len(acked) < 5:
+        while len(acked) < n:
             line = saver.stdout.readline()
             assert line, "the saver died before acknowledging every take"
             acked.append(line.split()[1])
+        before_kill()
+    finally:
         os.kill(saver.pid, signal.SIGKILL)
         saver.wait(10)
-    finally:
-        hub.allow_writes()
-    repo = f"alice/{hub_settings.dataset_repo_name}"
-    assert not hub.repo_exists(repo, "dataset")
+    return acked
+
+
+def _recover(env) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _RECOVER], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"started": {repo: 5}, "ok": True}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_kill_9_right_after_acknowledgement_loses_nothing(hub, hub_settings, hub_tokens, take_wav, tmp_path):
+    env = _child_env(hub_settings, hub_tokens, tmp_path)
+    repo = f"alice/{hub_settings.dataset_repo_name}"
+    hub.refuse_writes()  # nothing can be pushed before the kill
+    try:
+        acked = _save_then_get_killed(env, take_wav, tmp_path, 5)
+    finally:
+        hub.allow_writes()
+    assert not hub.repo_exists(repo, "dataset")
+    assert _recover(env) == {"started": {repo: 5}, "ok": True}
     on_hub = {lt.take.take_id: lt.take for lt in read_folder(hub.checkout(repo, "dataset"))}
     assert set(on_hub) == set(acked)
     assert sorted(t.seq for t in on_hub.values()) == [0, 1, 2, 3, 4]
+
+
+def test_kill_9_while_a_commit_is_in_flight_neither_loses_nor_duplicates(
+    hub, hub_settings, hub_tokens, take_wav, tmp_path
+):
+    env = _child_env(hub_settings, hub_tokens, tmp_path)
+    repo = f"alice/{hub_settings.dataset_repo_name}"
+
+    def commit_in_flight():
+        for _ in range(600):
+            if hub.waiting_writes():
+                return
+            time.sleep(0.1)
+        pytest.fail("the saver never sent a commit")
+
+    hub.pause_writes(commits_only=True)
+    try:
+        acked = _save_then_get_killed(env, take_wav, tmp_path, 3, before_kill=commit_in_flight)
+    finally:
+        hub.allow_writes()  # the held commit lands now, with nobody left to hear the answer
+    for _ in range(100):
+        if hub.repo_exists(repo, "dataset") and len(hub.commits(repo, "dataset")) > 1:
+            break
+        time.sleep(0.1)
+    assert _recover(env)["ok"]
+    on_hub = {lt.take.take_id for lt in read_folder(hub.checkout(repo, "dataset"))}
+    assert on_hub == set(acked)
+    history = hub.commits(repo, "dataset")
+    for parent, child in itertools.pairwise(history):  # every commit added something
+        assert set(child["files"]) - set(parent["files"]), child["title"]
 
 
 def test_no_token_reaches_a_log_or_a_file(hub, hub_settings, hub_tokens, take_wav, caplog, monkeypatch):

@@ -110,6 +110,18 @@ def test_two_visitors_get_separate_stores(space_settings, hub_tokens):
     assert alice.store is not bob.store
 
 
+def test_an_unreachable_hub_still_gives_a_page_in_local_folder_mode(hub_settings, monkeypatch):
+    from voxspace.auth import clear_whoami_cache
+
+    monkeypatch.setenv("HF_TOKEN", "hf_testunreachable0000")
+    clear_whoami_cache()
+    settings = dataclasses.replace(hub_settings, hub_endpoint="http://127.0.0.1:9")
+    sess = start_session(settings, profile=None, token=None)
+    assert sess.can_record and not sess.identity.signed_in
+    line = status_line(sess)
+    assert sess.problem and line.startswith(sess.problem) and "local folder" in line
+
+
 def test_an_anonymous_space_visitor_cannot_record(space_settings, speech):
     sess = start_session(space_settings, profile=None, token=None)
     assert not sess.can_record and "Sign in" in status_line(sess)
@@ -191,3 +203,45 @@ def test_upload_reports_each_file(space_settings, hub_tokens, speech, tmp_path):
     by_name = {row[0]: row for row in table}
     assert by_name["good.wav"][1] == "accepted" and by_name["bad.wav"][1].startswith("rejected: ")
     assert [t.text for t in sess.store.takes()] == ["hello there"]
+
+
+def test_train_tab_says_how_ready_the_data_is_and_how_to_train(space_settings, hub_tokens, speech):
+    from voxspace.ui import train
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    sess.advance(set())
+    save_take(sess, _wav(*speech))
+    text, cmd = train.readiness(sess)
+    assert "**1** takes" in text and "49 to go" in text
+    assert f"--data {sess.store.repo_id}" in cmd and "--out" in cmd
+    assert train.readiness(None)[1] == ""
+
+
+def test_import_a_hub_dataset_with_column_mapping_and_a_cap(space_settings, hub, hub_tokens, speech,
+                                                            tmp_path):
+    import json
+
+    from huggingface_hub import HfApi
+
+    from voxspace.ui.bulk import import_dataset
+
+    root = tmp_path / "clips"
+    (root / "data").mkdir(parents=True)
+    rows = [{"file_name": f"c{i}.wav", "sentence": f"sentence number {i}"} for i in range(3)]
+    for r in rows:
+        (root / "data" / r["file_name"]).write_bytes(_wav(*speech))
+    (root / "data" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo("alice/ui-clips", repo_type="dataset", private=True, exist_ok=True)
+    api.upload_folder(folder_path=root, repo_id="alice/ui-clips", repo_type="dataset")
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    calls = []
+    status, table = import_dataset(sess, "alice/ui-clips", "audio", "sentence", "", "en", "", "train", 2, 10,
+                                   progress=lambda *a, **k: calls.append(k.get("desc")))
+    assert "2 of 2 added" in status and len(table) == 2 and calls
+    assert [(t.text, t.source) for t in sess.store.takes()] == [("sentence number 0", "import"),
+                                                                ("sentence number 1", "import")]
+    status, table = import_dataset(sess, "not a valid id!", "audio", "text", "", "", "", "train", 1, 1,
+                                   progress=lambda *a, **k: None)
+    assert "Not saved" in status and table == []

@@ -192,17 +192,19 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
     per_take = []
     if include_per_take and ev is not None:
         per_take = [{k: _cell(v if v is not None else "") for k, v in vars(t).items()} for t in ev.per_take]
+    # A local base folder is shown by its name only: its full path says nothing to a reader.
+    base_name = record.base_model if is_repo_id(record.base_model) else Path(record.base_model).name
     if license == "other":
-        license_note = (f"Inherited from the base model: see the license of [{record.base_model}]"
-                        f"({_model_url(record.base_model)}).")
+        license_note = (f"Inherited from the base model: see the license of [{base_name}]"
+                        f"({_model_url(base_name)}).")
     else:
-        license_note = f"`{license}`, inherited from the base model {record.base_model}."
+        license_note = f"`{license}`, inherited from the base model {base_name}."
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),
         model_id=repo_id,
-        base_model=record.base_model,
-        base_url=_model_url(record.base_model),
+        base_model=base_name,
+        base_url=_model_url(base_name),
         dataset=record.dataset,
         dataset_is_repo=has_dataset,
         dataset_url=f"https://huggingface.co/datasets/{record.dataset}",

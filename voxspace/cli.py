@@ -146,20 +146,16 @@ def _signed_in(settings):
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from voxspace.card import preview_card
-    from voxspace.hub import hub_api, validate_repo_id
-    from voxspace.publish import adapter_files, publish_adapter
+    from voxspace.publish import preview, publish_adapter
     from voxspace.settings import Settings
 
     settings = Settings.from_env()
+    identity = _signed_in(settings)
     if args.preview:
-        adapter_files(args.run)  # the same checks as a real publish
-        identity = _signed_in(settings)
-        repo_id = validate_repo_id(args.repo, default_namespace=identity.username)
-        print(preview_card(args.run, repo_id, api=hub_api(identity, settings), private=not args.public,
-                           include_per_take=args.per_take))
+        print(preview(args.run, args.repo, identity, settings, private=not args.public,
+                      include_per_take=args.per_take))
         return 0
-    res = publish_adapter(args.run, args.repo, _signed_in(settings), settings, private=not args.public,
+    res = publish_adapter(args.run, args.repo, identity, settings, private=not args.public,
                           merged=args.merged, include_per_take=args.per_take, progress=print)
     print(res.url)
     return 0

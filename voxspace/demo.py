@@ -174,6 +174,8 @@ def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, b
     files = render_template(adapter_id, base_model, title=title, dataset=dataset)
     try:
         api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        if api.space_info(space_id).private != private:  # an existing Space gets the chosen visibility
+            api.update_repo_settings(space_id, private=private, repo_type="space")
         api.add_space_variable(space_id, VAR_ADAPTER, adapter_id)
         api.add_space_variable(space_id, VAR_BASE, base_model)
         if store_token:
@@ -196,9 +198,12 @@ def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, b
                     "choose ZeroGPU in the Space's settings.")
             log.warning("%s", note)
 
-    commit_with_retry(api, space_id,
-                      [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in files.items()],
-                      repo_type="space", commit_message=f"Demo for {adapter_id} (VoxSpace)")
+    try:
+        commit_with_retry(api, space_id,
+                          [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in files.items()],
+                          repo_type="space", commit_message=f"Demo for {adapter_id} (VoxSpace)")
+    except HfHubHTTPError as e:
+        raise as_user_error(e, action="upload the demo app to", repo_id=space_id) from e
     return DemoResult(space_id=space_id, url=space_url(settings, space_id), private=private,
                       hardware=granted, hardware_note=note, read_token_stored=store_token is not None)
 
@@ -214,8 +219,12 @@ def _server_message(e: Exception) -> str:
 
 def demo_status(identity: Identity, settings: Settings, space_id: str) -> DemoStatus:
     """One non-blocking look at the Space's build/runtime stage (for a UI timer)."""
-    api = hub_api(identity, settings)
-    runtime = api.get_space_runtime(space_id)
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        runtime = hub_api(identity, settings).get_space_runtime(space_id)
+    except HfHubHTTPError as e:
+        raise as_user_error(e, action="check the demo Space", repo_id=space_id) from e
     message = (runtime.raw or {}).get("errorMessage")
     return DemoStatus(space_id=space_id, url=space_url(settings, space_id), stage=str(runtime.stage),
                       message=message)

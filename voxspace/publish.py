@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files, is_repo_id
-from voxspace.errors import NothingToPublish
+from voxspace.card import base_model_license, card_files, is_repo_id, preview_card
+from voxspace.errors import NothingToPublish, PublishError
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
-from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
+from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, SUMMARY, RunRecord
 from voxspace.settings import Settings
 
 if TYPE_CHECKING:
@@ -120,6 +120,31 @@ def estimate_merged_bytes(base_model: str, api: HfApi | None = None) -> int | No
         return None
 
 
+def _prepare_repo(api: HfApi, repo_id: str, private: bool) -> str:
+    """Create `repo_id` or reuse it with the chosen visibility; returns its URL.
+
+    A repo that also holds training checkpoints is never made public: they, and the repo's history
+    with them, would be published.
+    """
+    try:
+        url = str(api.create_repo(repo_id, private=private, exist_ok=True))
+        info = api.model_info(repo_id)
+    except Exception as e:
+        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
+    held_back = [f.rfilename for f in info.siblings or [] if f.rfilename.startswith(f"{CHECKPOINT_DIR}/")]
+    if held_back and not private:
+        raise PublishError(
+            f"{repo_id} also holds training checkpoints ({CHECKPOINT_DIR}/); making it public would publish "
+            "them and their history. Publish to a new repo name, or keep this one private.",
+            detail=f"{len(held_back)} files under {CHECKPOINT_DIR}/")
+    if info.private != private:
+        try:
+            api.update_repo_settings(repo_id, private=private)
+        except Exception as e:
+            raise as_user_error(e, action="change the visibility of", repo_id=repo_id) from e
+    return url
+
+
 def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> int:
     """Load base in bf16, merge the adapter in, save to `out`; return the bytes written."""
     import torch
@@ -131,6 +156,23 @@ def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> i
     merged.save_pretrained(out)
     AutoProcessor.from_pretrained(base_model, token=token).save_pretrained(out)
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def preview(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *, private: bool = True,
+            include_per_take: bool = False) -> str:
+    """The model card exactly as publish_adapter would push it, after the same checks; pushes nothing.
+
+    Reads the base model's license from the Hub (as `identity`), which is the only network call.
+    """
+    adapter_files(run_dir)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
+    return preview_card(run_dir, repo_id, api=hub_api(identity, settings), private=private,
+                        include_per_take=include_per_take)
+
+
+def merged_size(run_dir: Path, identity: Identity, settings: Settings) -> int | None:
+    """Bytes a merged bf16 model of this run would take, to show before the person opts in."""
+    return estimate_merged_bytes(RunRecord.load(run_dir).base_model, hub_api(identity, settings))
 
 
 def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,
@@ -161,32 +203,27 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: S
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
             for name, data in card.as_repo_files().items()]
 
-    say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
-    try:
-        url = str(api.create_repo(repo_id, private=private, exist_ok=True))
-        if api.model_info(repo_id).private != private:
-            api.update_repo_settings(repo_id, private=private)
-    except Exception as e:
-        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
-
-    merged_bytes = None
     with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
-        if merged:
+        merged_bytes = None
+        if merged:  # the heavy local work first: nothing on the Hub changes if it fails
             estimate = estimate_merged_bytes(record.base_model, api)
-            if estimate:
-                say(f"Merging into a bf16 copy of {record.base_model} (about {format_bytes(estimate)})…")
+            about = f" (about {format_bytes(estimate)})" if estimate else ""
+            say(f"Merging the adapter into a bf16 copy of the base model{about}…")
             merged_bytes = _merge_to(run_dir, record.base_model, identity.token, Path(tmp))
             say(f"Merged model: {format_bytes(merged_bytes)} to upload under {MERGED_DIR}/.")
             ops += [CommitOperationAdd(path_in_repo=f"{MERGED_DIR}/{f.relative_to(tmp).as_posix()}",
                                        path_or_fileobj=str(f))
                     for f in sorted(Path(tmp).rglob("*")) if f.is_file()]
+
+        say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
+        url = _prepare_repo(api, repo_id, private)
         say(f"Uploading {len(ops)} files to {repo_id} in one commit…")
         try:
-            info = commit_with_retry(api, repo_id, ops, repo_type="model",
-                                     commit_message="Publish adapter and model card (VoxSpace)")
+            commit = commit_with_retry(api, repo_id, ops, repo_type="model",
+                                       commit_message="Publish adapter and model card (VoxSpace)")
         except Exception as e:
             raise as_user_error(e, action="upload the adapter to", repo_id=repo_id) from e
-    result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=info.commit_url,
+    result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=commit.commit_url,
                            files=[op.path_in_repo for op in ops], merged_bytes=merged_bytes)
     say(f"Published {repo_id} ({'private' if private else 'public'}): {url}")
     return result

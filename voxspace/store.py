@@ -50,7 +50,7 @@ from voxspace.hub import (
     user_cache_dir,
     validate_repo_id,
 )
-from voxspace.layout import METADATA, SPLITS, LocalTake, Take, new_take_id, read_folder, split_for
+from voxspace.layout import METADATA, SPLITS, Take, new_take_id, read_folder, split_for
 from voxspace.settings import LANGUAGES, Settings
 
 log = logging.getLogger(__name__)
@@ -469,5 +469,5 @@ def recover_pending(settings: Settings) -> dict[str, int]:
     return started
 
 
-__all__ = ["LocalTake", "StoreStats", "TakeStore", "dataset_card", "local_folder", "recover_pending",
+__all__ = ["StoreStats", "TakeStore", "dataset_card", "local_folder", "recover_pending",
            "write_take_durably"]

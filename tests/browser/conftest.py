@@ -7,8 +7,9 @@
   real OAuth flow; which user signs in is chosen by the `hub_user` cookie of each browser context.
 - Everything the run writes (data dirs, GRADIO_TEMP_DIR, logs, failure screenshots) stays in the
   checkout, under pytest's --basetemp (.pytest-tmp/).
-- One app server per test module (started on a free port, stopped by its PID); one browser per
-  session. Recording time is measured inside the page (see pages.py), never by the driver.
+- One shared app server (started on a free port, stopped by its PID; the kill test runs its
+  own); one browser per session. Recording time is measured inside the page (see pages.py),
+  never by the driver.
 """
 
 from __future__ import annotations
@@ -182,9 +183,10 @@ def mic_browser(launch_browser, speech_wav):
     return launch_browser(str(speech_wav))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def space_app(hub, tmp_path_factory):
-    """app.py as a Space with OAuth, shared by the tests of one module."""
+    """app.py as a Space with OAuth, shared by every test that does not restart it (starts cost
+    10-20 s on a loaded 2-core machine)."""
     workdir = tmp_path_factory.mktemp("space-app")
     app = AppServer(space_env(hub, workdir), workdir).start()
     yield app

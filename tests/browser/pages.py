@@ -67,6 +67,8 @@ def record(page: Page, seconds: float = 2.5, recorder: str = "#take-audio") -> N
     page.wait_for_function("() => window.__recStart !== undefined", timeout=15_000)
     root.evaluate(_STOP_AFTER, seconds * 1000)
     expect(root.locator("button.play-pause-button")).to_be_visible()
+    # The player shows the local recording at once; the server has it once the upload is done.
+    expect(page.locator("body[data-vx-take=ready]")).to_be_attached()
 
 
 def save(page: Page, expect_text: str = "saved (") -> str:

@@ -10,19 +10,21 @@ from tests.browser.conftest import AppServer, local_env, space_env
 
 pytestmark = pytest.mark.browser
 
-REPO = "alice/voxspace-recordings"
+# Its own user: another app process writing alice's repo would leave the shared app's view stale.
+USER = "spaceowner"
+REPO = f"{USER}/voxspace-recordings"
 
 
 @pytest.mark.parametrize("where", ["space", "local"])
 def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hub_tokens, tmp_path, where):
-    env = space_env(hub, tmp_path) if where == "space" else local_env(hub, tmp_path, hub_tokens["alice"])
+    env = space_env(hub, tmp_path) if where == "space" else local_env(hub, tmp_path, hub_tokens[USER])
     app = AppServer(env, tmp_path).start()
     try:
-        ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, "alice")
+        ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, USER)
         if where == "space":
-            pages.sign_in(page, "alice")
+            pages.sign_in(page, USER)
         else:  # locally the token in HF_TOKEN is who you are
-            expect(page.locator("#identity-status")).to_contain_text("Signed in as alice")
+            expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}")
         before = {t.take.take_id for t in pages.takes_in_repo(hub, REPO)}
         hub.refuse_writes()  # every push now fails: the takes can only be on this machine
         read = []
@@ -39,15 +41,19 @@ def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hu
         hub.allow_writes()
         app.start()
         if where == "space":
-            # No visitor token is ever written to disk, so the takes wait for alice's next visit:
-            # signing in hands the restarted app her token, and it pushes what the killed run kept.
-            ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, "alice")
-            pages.sign_in(page, "alice")
+            # No visitor token is ever written to disk, so the takes wait for the owner's next visit:
+            # signing in hands the restarted app their token, and it pushes what the killed run kept.
+            ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, USER)
+            pages.sign_in(page, USER)
             ctx.close()
         # Locally, start-up itself pushes them (recover_pending in a background thread).
         takes = pages.wait_for_takes(hub, REPO, len(before) + 2)
         new = [t.take.text for t in takes if t.take.take_id not in before]
         assert sorted(new) == sorted(read), app.log()
+        # No token ever reaches the app's log or anything it wrote to disk.
+        written = [app.log().encode()] + [p.read_bytes() for p in app.data_dir.rglob("*") if p.is_file()]
+        assert not any(hub_tokens[USER].encode() in blob for blob in written)
+        assert not any(b"hf_oauth_" in blob for blob in written)
     finally:
         hub.allow_writes()
         app.stop()

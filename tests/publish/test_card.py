@@ -89,6 +89,7 @@ def test_local_base_model_and_dataset_stay_out_of_the_metadata(tmp_path):
     card = ModelCard(str(build_card(record, "alice/x", license="other")))
     assert card.data.base_model is None and card.data.datasets is None and card.data.language is None
     assert "language=None" in extract_snippet(str(card))  # no language recorded: auto-detect
+    assert f"Base ({tmp_path.name})" in card.text and f"Base ({tmp_path})" not in card.text
 
 
 def test_license_is_inherited_and_falls_back():

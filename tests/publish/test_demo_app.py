@@ -59,6 +59,9 @@ def demo_app(hub, tmp_path: Path, **env_vars: str) -> Iterator[tuple[str, Path]]
 
 def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[str, str]:
     """(fine-tuned, base) transcriptions computed here with the same weights, for comparison."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
     import torch
     from peft import PeftModel
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
@@ -66,7 +69,10 @@ def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = PeftModel.from_pretrained(VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir),
                                       tiny_adapter_dir).eval()
-    inputs = processor.apply_transcription_request(language="en", audio=str(wav), model_id="x")
+    pcm, rate = sf.read(wav, dtype="int16")  # what gr.Audio(type="numpy") hands the app
+    x = soxr.resample(pcm.astype(np.float32) / 32767, rate, 16000).astype(np.float32)
+    inputs = processor.apply_transcription_request(language="en", audio=x, sampling_rate=16000,
+                                                   format="wav", model_id="x")
     n = inputs["input_ids"].shape[1]
 
     def run() -> str:
@@ -82,15 +88,22 @@ def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[
 
 def test_demo_transcribes_with_the_private_adapter_beside_the_base(hub, hub_models, tmp_path, speech_wav,
                                                                    tiny_model_dir, tiny_adapter_dir):
+    import numpy as np
+    import soundfile as sf
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     read_tok = "hf_demo_read_token_for_test"
     hub.add_user(read_tok, "alice", role="read")
+    long_wav = tmp_path / "long.wav"
+    sf.write(long_wav, np.zeros(4 * 16000, dtype=np.int16), 16000)
     with demo_app(hub, tmp_path, ADAPTER_ID=hub_models["private_adapter"], BASE_MODEL_ID=hub_models["base"],
-                  ADAPTER_READ_TOKEN=read_tok) as (url, log):
+                  ADAPTER_READ_TOKEN=read_tok, MAX_SECONDS="3") as (url, log):
         client = Client(url, verbose=False)
         tuned, base = client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
         auto_tuned, _ = client.predict(handle_file(str(speech_wav)), "auto", api_name="/transcribe")
+        with pytest.raises(AppError, match="longer than 3 s"):
+            client.predict(handle_file(str(long_wav)), "en", api_name="/transcribe")
     assert (tuned, base) == _expected(tiny_model_dir, tiny_adapter_dir, speech_wav)
     assert tuned and tuned != base  # the adapter really is applied to the fine-tuned side
     assert isinstance(auto_tuned, str)

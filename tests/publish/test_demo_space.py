@@ -17,7 +17,7 @@ from voxspace.demo import (
     demo_status,
     follow_build,
 )
-from voxspace.errors import AuthError, NeedsReadToken, PublishError, TokenNotAllowed
+from voxspace.errors import AuthError, NeedsReadToken, PublishError, TokenNotAllowed, VoxSpaceError
 
 from .conftest import unique
 
@@ -52,8 +52,17 @@ def test_demo_space_holds_the_template_readme_and_variables(hub, alice, hub_sett
 
 def test_public_toggle_and_default_space_name(hub, alice, hub_settings, hub_models):
     res = create_demo_space(alice, hub_settings, hub_models["adapter"], BASE, private=False)
-    assert res.space_id == "alice/tiny-adapter-demo"
+    assert res.space_id == "alice/publish-tiny-adapter-demo"
     assert not hub.is_private(res.space_id, repo_type="space")
+    create_demo_space(alice, hub_settings, hub_models["adapter"], BASE)  # again, private this time
+    assert hub.is_private(res.space_id, repo_type="space")
+
+
+def test_status_of_a_space_you_cannot_see_is_a_sentence(hub, bob, hub_settings, hub_models, alice):
+    res = create_demo_space(alice, hub_settings, hub_models["adapter"], BASE,
+                            space_id=f"alice/{unique('demo-hidden')}")
+    with pytest.raises(VoxSpaceError, match="Could not check the demo Space"):
+        demo_status(bob, hub_settings, res.space_id)  # alice's private Space: bob gets a 404
 
 
 def test_private_adapter_without_a_token_creates_nothing(hub, alice, hub_settings, hub_models):

@@ -13,8 +13,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from voxspace.card import BASE_CONFIG, TUNED_CONFIG, extract_snippet
-from voxspace.errors import VoxSpaceError
-from voxspace.publish import publish_adapter
+from voxspace.errors import PublishError, VoxSpaceError
+from voxspace.publish import format_bytes, merged_size, publish_adapter
 from voxspace.run_record import RunRecord
 
 from .conftest import make_record, unique
@@ -66,6 +66,22 @@ def test_public_toggle_and_republishing_private_again(hub, alice, hub_settings, 
     assert hub.is_private(res.repo_id)
 
 
+def test_a_repo_holding_training_checkpoints_is_never_made_public(hub, alice, hub_settings, run_dir,
+                                                                  hub_tokens):
+    from huggingface_hub import HfApi
+
+    repo = f"alice/{unique('voxtral-ckpt')}"
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo(repo, private=True)
+    api.upload_file(path_or_fileobj=b"optimizer state", path_in_repo="checkpoint/optimizer.pt", repo_id=repo)
+    with pytest.raises(PublishError, match="also holds training checkpoints"):
+        publish_adapter(run_dir, repo, alice, hub_settings, private=False)
+    assert hub.is_private(repo)
+    assert "README.md" not in hub.list_files(repo)  # nothing was pushed either
+    res = publish_adapter(run_dir, repo, alice, hub_settings)  # private stays possible
+    assert hub.is_private(res.repo_id) and "adapter_model.safetensors" in hub.list_files(repo)
+
+
 def test_license_is_read_from_the_base_repos_card(hub, alice, hub_settings, run_dir, hub_tokens):
     from huggingface_hub import HfApi
 
@@ -96,16 +112,18 @@ def test_writing_into_someone_elses_namespace_is_a_clear_error(hub, alice, hub_s
 
 def test_merged_model_is_sized_before_it_is_pushed(hub, alice, hub_settings, run_dir, tiny_model_dir):
     make_record(base_model=str(tiny_model_dir)).save(run_dir)
+    estimate = merged_size(run_dir, alice, hub_settings)
     said: list[str] = []
     res = publish_adapter(run_dir, unique("voxtral-merged"), alice, hub_settings, merged=True,
                           progress=said.append)
     files = _user_files(hub, res.repo_id)
     assert {"merged/config.json", "merged/model.safetensors", "merged/tekken.json"} <= files
     assert files >= PUBLISHED
-    size_msgs = [i for i, m in enumerate(said) if "Merging into a bf16 copy" in m]
+    size_msgs = [i for i, m in enumerate(said) if "Merging the adapter into a bf16 copy" in m]
     upload = next(i for i, m in enumerate(said) if m.startswith("Uploading"))
     assert size_msgs and size_msgs[0] < upload
-    assert res.merged_bytes and res.merged_bytes > 0
+    assert estimate and estimate <= res.merged_bytes < estimate + 2**20  # + config, tokenizer, headers
+    assert format_bytes(estimate) in said[size_msgs[0]]
     cfg = json.loads(hub.read_file(res.repo_id, "merged/config.json"))
     assert cfg.get("dtype", cfg.get("torch_dtype")) == "bfloat16"
 

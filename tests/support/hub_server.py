@@ -298,6 +298,8 @@ class HubServer:
         self._lfs_tickets: dict[str, tuple[str, int, Principal, str]] = {}
         self._fail_commits: list[tuple[int, bool]] = []  # (status, after_apply) per next commit POST
         self._write_mode = "open"  # open | refuse | pause
+        self._pause_only: str | None = None  # a route name: pause only that one
+        self._waiting = 0
         self._writes_open = threading.Event()
         self._writes_open.set()
         self._hardware_refusals: list[tuple[str, set[str] | None, int, str]] = []
@@ -362,10 +364,17 @@ class HubServer:
         self._write_mode = "refuse"
         self._writes_open.set()
 
-    def pause_writes(self) -> None:
-        """Every write blocks (the client sees a hanging Hub) until allow_writes()."""
+    def pause_writes(self, *, commits_only: bool = False) -> None:
+        """Every write (or only every commit POST) blocks until allow_writes(): the client sees a
+        hanging Hub. A paused commit has been received whole and lands when released, even if
+        its client is gone by then (a commit whose answer never arrived)."""
+        self._pause_only = "commit" if commits_only else None
         self._write_mode = "pause"
         self._writes_open.clear()
+
+    def waiting_writes(self) -> int:
+        """How many write requests are blocked by pause_writes() right now."""
+        return self._waiting
 
     def allow_writes(self) -> None:
         self._write_mode = "open"
@@ -393,6 +402,14 @@ class HubServer:
             if polls is not None:
                 sp.update(stage="BUILDING", polls_left=polls)
             self._repos.save(state)
+
+    def delete_repo(self, repo_id: str, repo_type: str = "model") -> bool:
+        """Remove a repo outright (test set-up: a test that must use a fixed name starts clean)."""
+        with self._lock:
+            state = self._repos.repos.get((repo_type, repo_id))
+            if state is not None:
+                self._repos.delete(state)
+            return state is not None
 
     # --- inspection -----------------------------------------------------------------------------
     def _repo(self, repo_type: str, repo_id: str) -> dict:
@@ -484,16 +501,22 @@ class HubServer:
             groups = {k: unquote(v) if v is not None else None for k, v in m.groupdict().items()}
             try:
                 if write:
-                    self._gate_write()
+                    self._gate_write(name)
                 resp = getattr(self, name)(req, **groups)
                 return resp, groups.get("repo") or req.repo, write
             except HttpError as e:
                 return _error(e), groups.get("repo") or req.repo, write
         return _error(HttpError(404, f"Not found: {req.method} {req.path}")), None, False
 
-    def _gate_write(self) -> None:
-        if self._write_mode == "pause":
-            self._writes_open.wait(timeout=600)
+    def _gate_write(self, route: str) -> None:
+        if self._write_mode == "pause" and self._pause_only in (None, route):
+            with self._lock:
+                self._waiting += 1
+            try:
+                self._writes_open.wait(timeout=600)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
         if self._write_mode == "refuse":
             raise HttpError(503, "Service Unavailable (writes refused by the test server)")
 
@@ -631,7 +654,7 @@ class HubServer:
             self._repos.sync_checkout(state, {}, files)
         return Response.json({"url": url, "name": repo_id, "id": secrets.token_hex(12)})
 
-    def delete_repo(self, req: Request) -> Response:
+    def delete_repo_route(self, req: Request) -> Response:
         j = req.json()
         repo_type = j.get("type") or "model"
         repo_id = (
@@ -1345,7 +1368,7 @@ _ROUTES = [
         ("GET", r"/api/agent-harnesses", "agent_harnesses", False),
         ("POST", r"/api/validate-yaml", "validate_yaml", False),
         ("POST", r"/api/repos/create", "create_repo", True),
-        ("DELETE", r"/api/repos/delete", "delete_repo", True),
+        ("DELETE", r"/api/repos/delete", "delete_repo_route", True),
         ("PUT", rf"/api/{_KIND}/{_REPO}/settings", "update_settings", True),
         ("POST", rf"/api/{_KIND}/{_REPO}/duplicate", "duplicate_repo", True),
         ("POST", rf"/api/{_KIND}/{_REPO}/preupload/(?P<rev>[^/]+)", "preupload", True),

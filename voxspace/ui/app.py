@@ -14,7 +14,7 @@ import threading
 import gradio as gr
 
 from voxspace.settings import Settings
-from voxspace.ui import assets, placeholders, record
+from voxspace.ui import assets, publish, record, train
 from voxspace.ui.session import Session, start_session, status_line
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         status = gr.Markdown("Loading…", elem_id="identity-status")
         with gr.Tabs(elem_id="vx-tabs"):
             with gr.Tab("Record", id="record", elem_id="tab-record"):
-                rec = record.build(settings, session)
-            with gr.Tab("Train", id="train", elem_id="tab-train"):
-                placeholders.train_tab()
-            with gr.Tab("Publish", id="publish", elem_id="tab-publish"):
-                placeholders.publish_tab()
+                rec = record.build(session)
+            with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
+                readiness = train.build(session)
+            with gr.Tab("Publish", id="publish", elem_id="tab-publish") as publish_tab:
+                runs = publish.build(session)
+        train_tab.select(train.readiness, [session], readiness, show_progress="hidden")
+        publish_tab.select(publish.refresh_runs, [session], [runs], show_progress="hidden")
 
         def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:
             sess = start_session(settings, profile=profile, token=token)

@@ -14,7 +14,7 @@ import gradio as gr
 
 from voxspace import audio
 from voxspace.errors import BadAudio, VoxSpaceError
-from voxspace.settings import LANGUAGES, Settings
+from voxspace.settings import LANGUAGES
 from voxspace.ui import bulk, handsfree
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
@@ -110,12 +110,11 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     except VoxSpaceError as e:
         log.exception("saving a take failed")
         return status_html("rejected", e.user_message), _phrase(sess), _progress(sess), False
-    sess.last_take_id = take.take_id
     sess.spoken_s_since_rest += clean.duration
     sess.skipped.discard(phrase.phrase_id)
     stats = sess.store.stats()
     sess.advance(set(stats.done_phrase_ids) | {phrase.phrase_id})
-    log.info("take %s saved; next phrase %s (%d done, %d skipped, language %s, %d custom)", take.take_id,
+    log.debug("take %s saved; next phrase %s (%d done, %d skipped, language %s, %d custom)", take.take_id,
              sess.current and sess.current.phrase_id, len(stats.done_phrase_ids), len(sess.skipped),
              sess.language, len(sess.custom))
     message = f"Take {stats.takes} saved ({clean.duration:.1f} s). Here is the next phrase."
@@ -126,8 +125,7 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     return status_html("saved", message, rest=bool(reminder)), _phrase(sess), _progress(sess), True
 
 
-def build(settings: Settings, session: gr.State) -> RecordTab:
-    del settings  # the session carries the settings; kept for a uniform tab signature
+def build(session: gr.State) -> RecordTab:
     prefs = gr.BrowserState({"language": "en", "size": 40, "keys": True}, storage_key="voxspace-prefs")
     with gr.Row(equal_height=True):
         language = gr.Dropdown(list(LANGUAGES), value="en", label="Language of the phrases",
@@ -148,7 +146,7 @@ def build(settings: Settings, session: gr.State) -> RecordTab:
     progress = gr.HTML("", elem_id="progress")
     timer = gr.Timer(2.0)
     handsfree.build(session, toggle=hf_on, outputs_after_save=(status, phrase, progress, take_audio),
-                         save_take=save_take)
+                    save_take=save_take)
     gr.HTML(SHORTCUTS_HTML, elem_id="shortcuts-help")
     bulk.build(session, on_phrases_changed=(refresh, [session, language], [phrase, progress, status]))
 

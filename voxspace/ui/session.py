@@ -14,8 +14,9 @@ import gradio as gr
 import numpy as np
 
 from voxspace import phrases
-from voxspace.auth import Identity, resolve_identity
-from voxspace.settings import LANGUAGES, Settings
+from voxspace.auth import ANONYMOUS, Identity, resolve_identity
+from voxspace.errors import VoxSpaceError
+from voxspace.settings import Settings
 from voxspace.store import TakeStore
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ class Session:
     skipped: set[str] = field(default_factory=set)
     current: phrases.Phrase | None = None
     spoken_s_since_rest: float = 0.0  # drives the rest reminder
-    last_take_id: str | None = None  # the take whose "on the Hub" state the page is waiting for
     chunks: list[np.ndarray] = field(default_factory=list)  # hands-free capture, float32 mono
     chunk_sr: int = 0
+    problem: str | None = None  # why sign-in could not be checked, said on the status line
 
     @property
     def can_record(self) -> bool:
@@ -49,26 +50,36 @@ class Session:
 
 def start_session(settings: Settings, *, profile: gr.OAuthProfile | None,
                   token: gr.OAuthToken | None) -> Session:
-    identity = resolve_identity(settings, oauth_username=profile.username if profile else None,
-                                oauth_token=token.token if token else None)
+    """Whose takes these are (voxspace.auth) and where they go (voxspace.store). A Hub that cannot
+    be reached must not break the page: the visitor is then told why, in `problem`."""
+    problem = None
+    try:
+        identity = resolve_identity(settings, oauth_username=profile.username if profile else None,
+                                    oauth_token=token.token if token else None)
+    except VoxSpaceError as e:
+        log.warning("sign-in check failed: %s", e)
+        identity, problem = ANONYMOUS, e.user_message
     store = None
     if identity.signed_in or not settings.in_space:
         store = TakeStore.for_identity(settings, identity)
     log.info("session started (%s, %s)", identity.source, "store" if store else "no store")
-    return Session(settings=settings, identity=identity, store=store)
+    return Session(settings=settings, identity=identity, store=store, problem=problem)
 
 
 def status_line(sess: Session) -> str:
     """Who is signed in and where their takes go, in one plain sentence."""
+    prefix = f"{sess.problem} " if sess.problem else ""
+    return prefix + _where(sess)
+
+
+def _where(sess: Session) -> str:
     if sess.identity.signed_in and sess.store is not None:
         return (f"Signed in as **{sess.identity.username}**. Your takes go to your private dataset "
                 f"repo **{sess.store.repo_id}**.")
     if sess.store is not None:
-        return (f"Not signed in. Your takes are kept in a local folder, `{sess.settings.data_dir}`, "
-                "and can be pushed to a Hugging Face repo later.")
+        return (f"Not signed in. Your takes are kept in a local folder, `{sess.store.stats().location}`, "
+                "and can be pushed to a Hugging Face repo later (log in, then run "
+                "`python -m voxspace data push`).")
     return ("Not signed in. Sign in with Hugging Face to start recording: your takes go to a private "
             "dataset repo that only you can see.")
 
-
-def language_choices() -> list[str]:
-    return list(LANGUAGES)

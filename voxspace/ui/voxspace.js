@@ -6,7 +6,7 @@
   const TYPING = "textarea, select, [contenteditable=''], [contenteditable='true'], " +
     "input:not([type=checkbox]):not([type=radio]):not([type=range]):not([type=button])";
   const state = { keys: true, handsFree: false, timer: null, tail: false, bypass: false, rec: false,
-                  status: "" };
+                  status: "", uploading: false, saveQueued: false };
 
   const byId = (id) => document.getElementById(id);
   const shown = (el) => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
@@ -90,6 +90,16 @@
     stopWithTail(btn);
   }, true);
 
+  // Between Stop and the end of the take's upload the player already plays, but the server has
+  // no take yet: a Save pressed then waits for the upload instead of answering "nothing recorded".
+  document.addEventListener("click", (e) => {
+    if (!state.uploading || state.bypass || !e.target.closest || !e.target.closest("#save-btn")) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    state.saveQueued = true;
+    announce("Saving as soon as the recording has finished uploading.");
+  }, true);
+
   const actions = {
     r() {
       const root = recorder();
@@ -122,9 +132,17 @@
   setInterval(() => {
     const rec = !!(stopButton(byId("take-audio")) || stopButton(byId("handsfree-audio")));
     if (rec !== state.rec) {
+      if (state.rec && !rec && !state.handsFree) { // a manual take stopped: its upload starts now
+        state.uploading = true;
+        setTimeout(() => { state.uploading = false; }, 20000); // never block Save for good
+      }
       state.rec = rec;
-      if (rec) { badge("recording", "Recording. Press R to stop."); announce("Recording"); }
-      else if (!state.tail) badge(state.handsFree ? "paused" : "ready", "Stopped");
+      if (rec) {
+        delete document.body.dataset.vxTake;
+        badge("recording", "Recording. Press R to stop.");
+        announce("Recording");
+      }
+      else if (!state.tail && !state.handsFree) badge("ready", "Stopped. S saves, P plays, X records again.");
     }
     const status = spokenText(byId("take-status"));
     if (status && status !== state.status) { state.status = status; announce(status); }
@@ -156,12 +174,23 @@
     setPhraseSize(px) { document.documentElement.style.setProperty("--vx-phrase-size", `${Number(px) || 40}px`); },
     setShortcuts(on) { state.keys = !!on; },
     restore(size, keys) { this.setPhraseSize(size); this.setShortcuts(keys); },
-    focusRecord() { waitFor(() => recordButton(recorder()), 5000).then(focusEl); },
+    focusRecord() {
+      badge("ready", "Ready to record");
+      waitFor(() => recordButton(recorder()), 5000).then(focusEl);
+    },
     afterRecording() {
+      state.uploading = false;
+      document.body.dataset.vxTake = "ready"; // the server has the take (tests wait on this too)
+      if (state.saveQueued) {
+        state.saveQueued = false;
+        clickThrough(byId("save-btn"));
+        return;
+      }
       announce("Recorded. Press S to save, P to listen, X to record again.");
       focusEl(byId("save-btn"));
     },
     afterSave() {
+      delete document.body.dataset.vxTake;
       if (!state.handsFree) this.focusRecord();
     },
     handsFree(on, seconds) {
