@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def bench():
     spec = importlib.util.spec_from_file_location("train_speed", ROOT / "bench" / "train_speed.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
