@@ -10,6 +10,7 @@ and it would make the encoder-output cache (voxspace.encoder_cache) wrong.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,7 @@ def load_model(cfg: ModelConfig) -> Any:
         revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir, dtype=compute_dtype(cfg.precision)
     )
     if cfg.precision == "8bit":
+        quiet_int8_cast_warning()
         kw["quantization_config"] = BitsAndBytesConfig(
             load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES
         )
@@ -101,6 +103,28 @@ def load_model(cfg: ModelConfig) -> Any:
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+class _Once(logging.Filter):
+    """Lets a message through the first time only."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
+def quiet_int8_cast_warning() -> None:
+    """bitsandbytes logs "inputs will be cast ... to float16" on EVERY 8-bit matmul with bf16
+    inputs: 210 lines per forward at full size, per generated token too. Keep the first one."""
+    bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _Once) for f in bnb_log.filters):
+        bnb_log.addFilter(_Once("MatMul8bitLt: inputs will be cast"))
 
 
 def attach_lora(model: Any, lora: LoraSettings) -> Any:

@@ -172,3 +172,16 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
         "fits_5_gpu_minutes",
     }
     assert "upstream" in out.with_suffix(".txt").read_text()
+
+
+def test_the_int8_cast_warning_is_logged_once_not_on_every_matmul(tiny_voxtral_dir, caplog):
+    from voxspace.model import ModelConfig, load_base
+
+    model, processor = load_base(ModelConfig(str(tiny_voxtral_dir), precision="8bit", device="cpu"))
+    (take,) = synthetic_examples(1, vocab_size=model.config.text_config.vocab_size, seed=0)
+    batch = TranscriptionCollator(processor)([take.example])
+    with caplog.at_level("WARNING"), torch.no_grad():
+        for _ in range(2):  # each forward runs 14 8-bit matmuls in the tiny language model
+            model(input_ids=batch["input_ids"], input_features=batch["input_features"].to(torch.bfloat16))
+    casts = [r for r in caplog.records if "inputs will be cast" in r.getMessage()]
+    assert len(casts) <= 1
