@@ -152,14 +152,18 @@ def evaluate_adapter(
     test_takes: list[LocalTake],
     adapter_dir: str | Path | None,
     *,
+    before: EvalReport | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 64,
 ) -> EvalReport:
-    """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards)."""
+    """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
+
+    `before` (the base model's report from before training) spares a second pass of the base model.
+    """
     model, processor = base
     if adapter_dir is None:
         return evaluate_run(
-            model, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
+            model, processor, test_takes, before=before, batch_size=batch_size, max_new_tokens=max_new_tokens
         )
     from peft import PeftModel
 
@@ -168,7 +172,7 @@ def evaluate_adapter(
     tuned = PeftModel.from_pretrained(detach_lora(model), str(adapter_dir))
     try:
         return evaluate_run(
-            tuned, processor, test_takes, batch_size=batch_size, max_new_tokens=max_new_tokens
+            tuned, processor, test_takes, before=before, batch_size=batch_size, max_new_tokens=max_new_tokens
         )
     finally:
         tuned.unload()
