@@ -201,10 +201,10 @@ class Run:
         while not self._handle.wait(0.5):
             p = self._handle.progress()
             self.losses = p.losses
-            self._note_step(p.step, p.total_steps, p.last_loss, self.trainer.step_time_s)
+            self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
         p = self._handle.progress()
         self.losses = p.losses
-        self._note_step(p.step, p.total_steps, p.last_loss, self.trainer.step_time_s)
+        self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
         self.trainer.close()  # LoRA off the shared base before the evaluation attaches the adapter
         self._push_checkpoint()
         if self._handle.error is not None:
