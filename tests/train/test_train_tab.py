@@ -52,9 +52,9 @@ def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
     final = run_service.wait(run_service.active_run(sess.identity))
     assert final.phase == "done"
 
-    status, bar, losses, log, scores, per_take, timer, *_ = train.poll(sess)
+    status, bar, curve, log, scores, per_take, timer, *_ = train.poll(sess)
     assert "Done" in status and "step 2 of 2" in bar and not timer.active
-    assert list(losses.columns) == ["step", "loss"] and len(losses) == 2
+    assert curve.startswith("<svg") and 'role="img"' in curve and len(final.losses) == 2
     assert "slice:" in log  # the box on the page asked for slices
     assert [row[0] for row in scores] == ["Word error rate (WER)", "Character error rate (CER)"]
     assert all(cell.endswith("%") for cell in scores[0][1:3])

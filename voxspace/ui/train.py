@@ -31,6 +31,7 @@ PRESETS = {
 ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds")
 EVAL_HEADERS = ["Measure", "Before", "After", "Relative change"]
 TAKE_HEADERS = ["Take", "Reference", "Base model", "Fine-tuned"]
+NO_CURVE = "<p>The training loss is drawn here from the first step on.</p>"
 
 
 # --- pure handlers (tested without a browser) ------------------------------------------------------
@@ -158,7 +159,7 @@ class View:
 
     status: str
     bar: str
-    losses: Any  # pandas DataFrame: step, loss
+    curve: str  # the loss curve, an SVG with role=img and a text alternative
     log: str
     scores: list[list[str]]
     per_take: list[list[str]]
@@ -166,9 +167,8 @@ class View:
 
 def view(sess: Session | None) -> View | None:
     """The person's current run, as the page shows it; None when there is none in this process."""
-    import pandas as pd
-
     from voxspace import run_service
+    from voxspace.loss_curve import loss_svg
 
     run = run_service.active_run(sess.identity) if sess else None
     if run is None:
@@ -178,11 +178,14 @@ def view(sess: Session | None) -> View | None:
     pct = round(100 * p.step / p.total) if p.total else 0
     bar = (f'<label for="train-bar">Training progress: step {p.step} of {p.total or "?"}</label> '
            f'<progress id="train-bar" max="100" value="{pct}">{pct}%</progress>')
-    losses = pd.DataFrame(p.losses, columns=["step", "loss"])
+    try:
+        curve = loss_svg(p.losses)
+    except ValueError:  # no finite point yet
+        curve = NO_CURVE
     scores, per_take = ([], [])
     if p.eval is not None:
         scores, per_take = eval_tables(p.eval)
-    return View(status_html(kind, run_service.describe_phase(p)), bar, losses, "\n".join(p.log), scores,
+    return View(status_html(kind, run_service.describe_phase(p)), bar, curve, "\n".join(p.log), scores,
                 per_take)
 
 
@@ -212,7 +215,7 @@ def poll(sess: Session | None) -> tuple[Any, ...]:
         return (gr.skip(),) * 6 + (gr.Timer(active=False), *_idle_buttons(sess))
     finished = run_service.progress(run_service.active_run(sess.identity)).finished
     buttons = _idle_buttons(sess) if finished else _running_buttons()
-    return (v.status, v.bar, v.losses, v.log, v.scores, v.per_take, gr.Timer(active=not finished), *buttons)
+    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, gr.Timer(active=not finished), *buttons)
 
 
 def on_open(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
@@ -285,7 +288,7 @@ def build(session: gr.State) -> TrainTab:
         resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
     status = gr.HTML(elem_id="train-status")
     bar = gr.HTML(elem_id="train-progress")
-    curve = gr.LinePlot(x="step", y="loss", label="Training loss", elem_id="train-loss")
+    curve = gr.HTML(NO_CURVE, label="Training loss", elem_id="train-loss")
     log_box = gr.Textbox(label="Latest log lines", lines=6, interactive=False, elem_id="train-log")
     scores = gr.Dataframe(headers=EVAL_HEADERS, label="Error rate on the held-out takes", interactive=False,
                           elem_id="train-scores")
