@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from voxspace.errors import HubError
 from voxspace.run_record import CHECKPOINT_DIR, SUMMARY
 
 STATE_JSON = "state.json"
@@ -82,35 +81,27 @@ def load(run_dir: str | Path, model: Any) -> tuple[dict[str, Any], dict[str, Any
 
 # --- mirror on the Hub, so a run survives a Space restart ---------------------------------------
 def push_checkpoint(run_dir: str | Path, repo_id: str, token: str | None, endpoint: str | None = None) -> str:
-    """Upload checkpoint/ and summary.json to the user's private model repo; returns the commit oid."""
-    from huggingface_hub import HfApi
+    """Upload checkpoint/ and summary.json to the user's private model repo in one commit; its oid.
+
+    The commit is retried (voxspace.hub.commit_with_retry): the client never retries it itself.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from voxspace.hub import as_user_error, commit_with_retry, ensure_private_repo, folder_operations
 
     run_dir = Path(run_dir)
-    api = HfApi(endpoint=endpoint, token=token)
+    api = HfApi(endpoint=endpoint, token=token or False, library_name="voxspace")
+    # peft's README card may name a local base path, which the Hub's YAML check would refuse
+    ops = folder_operations(
+        checkpoint_dir(run_dir), path_in_repo=REMOTE_PREFIX, skip=lambda p: p == "README.md"
+    )
+    if (run_dir / SUMMARY).is_file():
+        ops.append(CommitOperationAdd(f"{REMOTE_PREFIX}/{SUMMARY}", run_dir / SUMMARY))
     try:
-        api.create_repo(repo_id, repo_type="model", private=True, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            repo_type="model",
-            folder_path=str(checkpoint_dir(run_dir)),
-            path_in_repo=REMOTE_PREFIX,
-            commit_message="VoxSpace checkpoint",
-            delete_patterns=["*"],
-            ignore_patterns=["README.md"],  # peft's card may name a local base path the Hub would refuse
-        )
-        if (run_dir / SUMMARY).is_file():
-            api.upload_file(
-                repo_id=repo_id,
-                repo_type="model",
-                path_or_fileobj=str(run_dir / SUMMARY),
-                path_in_repo=f"{REMOTE_PREFIX}/{SUMMARY}",
-                commit_message="VoxSpace run summary",
-            )
-    except Exception as e:  # huggingface_hub raises many types; the user needs one sentence
-        raise HubError(
-            "Could not save the checkpoint to your model repo; training continues locally.",
-            detail=type(e).__name__,
-        ) from e
+        ensure_private_repo(api, repo_id, repo_type="model")
+        info = commit_with_retry(api, repo_id, ops, commit_message="VoxSpace checkpoint", repo_type="model")
+    except Exception as e:  # one sentence for the person; training itself carries on locally
+        raise as_user_error(e, action="save the training checkpoint to", repo_id=repo_id) from e
     return info.oid
 
 

@@ -45,8 +45,10 @@ def fetch_takes(
         raise BadInput(f"No folder named {source} here, and it is not a Hub repo id (user/name).")
     from huggingface_hub import snapshot_download
 
-    return Path(
-        snapshot_download(
+    from voxspace.hub import as_user_error
+
+    try:
+        local = snapshot_download(
             str(source),
             repo_type="dataset",
             token=token,
@@ -54,7 +56,9 @@ def fetch_takes(
             cache_dir=str(cache_dir) if cache_dir else None,
             allow_patterns=["data/**"],
         )
-    )
+    except Exception as e:  # not found, private to someone else, refused token, offline...
+        raise as_user_error(e, action="read the recordings in", repo_id=str(source)) from e
+    return Path(local)
 
 
 def load_takes(

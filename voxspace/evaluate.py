@@ -155,25 +155,31 @@ def evaluate_adapter(
     before: EvalReport | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 64,
+    encoder_cache: bool = True,
 ) -> EvalReport:
     """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
 
     `before` (the base model's report from before training) spares a second pass of the base model.
+    With `encoder_cache` the audio encoder runs once per take for both passes, not twice.
     """
+    from voxspace.encoder_cache import EncoderCache
+
     model, processor = base
+    kw: dict[str, Any] = dict(
+        before=before,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        cache=EncoderCache() if encoder_cache else None,
+    )
     if adapter_dir is None:
-        return evaluate_run(
-            model, processor, test_takes, before=before, batch_size=batch_size, max_new_tokens=max_new_tokens
-        )
+        return evaluate_run(model, processor, test_takes, **kw)
     from peft import PeftModel
 
     from voxspace.model import detach_lora
 
     tuned = PeftModel.from_pretrained(detach_lora(model), str(adapter_dir))
     try:
-        return evaluate_run(
-            tuned, processor, test_takes, before=before, batch_size=batch_size, max_new_tokens=max_new_tokens
-        )
+        return evaluate_run(tuned, processor, test_takes, **kw)
     finally:
         tuned.unload()
 

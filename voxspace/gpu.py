@@ -113,7 +113,11 @@ def plan_slice(
 
 
 def _slice_duration(
-    run_dir: str, budget_s: float, duration_s: int, cancel_path: str | None, max_steps: int | None
+    run_dir: str,
+    budget_s: float,
+    duration_s: int,
+    cancel_path: str | None = None,
+    max_steps: int | None = None,
 ) -> int:
     """spaces calls this with the task's own arguments to learn how long a GPU to reserve."""
     return duration_s

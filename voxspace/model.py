@@ -10,6 +10,7 @@ and it would make the encoder-output cache (voxspace.encoder_cache) wrong.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,12 @@ if TYPE_CHECKING:  # heavy imports stay lazy: recording paths import nothing fro
 PRECISIONS = ("8bit", "bf16", "fp32")
 # A bare ["q_proj", ...] also matches the Whisper encoder's attention; this regex cannot.
 LM_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+# What LoRA wraps. "attention_everywhere" is the recipe this project replaces (a plain list that
+# also adapts the audio encoder); kept only so bench/train_speed.py can measure what it costs.
+LORA_TARGETS: dict[str, str | list[str]] = {
+    "language_model": LM_LORA_TARGETS,
+    "attention_everywhere": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
 # Full module names: bitsandbytes matches "audio_tower" against nothing (FACTS "8-bit").
 INT8_SKIP_MODULES = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
 
@@ -54,6 +61,7 @@ class LoraSettings:
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05
+    targets: str = "language_model"  # a key of LORA_TARGETS
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -65,7 +73,18 @@ def compute_dtype(precision: str) -> torch.dtype:
 
 def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
     """Load (model, processor), frozen, in eval mode, on the configured device."""
-    from transformers import AutoProcessor, BitsAndBytesConfig, VoxtralForConditionalGeneration
+    from transformers import AutoProcessor
+
+    model = load_model(cfg)
+    processor = AutoProcessor.from_pretrained(
+        cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir
+    )
+    return model, processor
+
+
+def load_model(cfg: ModelConfig) -> Any:
+    """The model half of load_base (needs no tokenizer package: bench/train_speed.py --full-size)."""
+    from transformers import BitsAndBytesConfig, VoxtralForConditionalGeneration
 
     cfg.validate()
     device = cfg.resolved_device()
@@ -73,6 +92,7 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
         revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir, dtype=compute_dtype(cfg.precision)
     )
     if cfg.precision == "8bit":
+        quiet_int8_cast_warning()
         kw["quantization_config"] = BitsAndBytesConfig(
             load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES
         )
@@ -82,10 +102,29 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
         model.to(device)
     model.requires_grad_(False)
     model.eval()
-    processor = AutoProcessor.from_pretrained(
-        cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir
-    )
-    return model, processor
+    return model
+
+
+class _Once(logging.Filter):
+    """Lets a message through the first time only."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
+def quiet_int8_cast_warning() -> None:
+    """bitsandbytes logs "inputs will be cast ... to float16" on EVERY 8-bit matmul with bf16
+    inputs: 210 lines per forward at full size, per generated token too. Keep the first one."""
+    bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _Once) for f in bnb_log.filters):
+        bnb_log.addFilter(_Once("MatMul8bitLt: inputs will be cast"))
 
 
 def attach_lora(model: Any, lora: LoraSettings) -> Any:
@@ -96,7 +135,7 @@ def attach_lora(model: Any, lora: LoraSettings) -> Any:
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=LM_LORA_TARGETS,
+        target_modules=LORA_TARGETS[lora.targets],
         bias="none",
     )
     return get_peft_model(model, config)

@@ -120,6 +120,31 @@ def estimate_merged_bytes(base_model: str, api: HfApi | None = None) -> int | No
         return None
 
 
+def _prepare_repo(api: HfApi, repo_id: str, private: bool) -> str:
+    """Create `repo_id` or reuse it with the chosen visibility; returns its URL.
+
+    A repo that also holds training checkpoints is never made public: they, and the repo's history
+    with them, would be published.
+    """
+    try:
+        url = str(api.create_repo(repo_id, private=private, exist_ok=True))
+        info = api.model_info(repo_id)
+    except Exception as e:
+        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
+    held_back = [f.rfilename for f in info.siblings or [] if f.rfilename.startswith(f"{CHECKPOINT_DIR}/")]
+    if held_back and not private:
+        raise PublishError(
+            f"{repo_id} also holds training checkpoints ({CHECKPOINT_DIR}/); making it public would publish "
+            "them and their history. Publish to a new repo name, or keep this one private.",
+            detail=f"{len(held_back)} files under {CHECKPOINT_DIR}/")
+    if info.private != private:
+        try:
+            api.update_repo_settings(repo_id, private=private)
+        except Exception as e:
+            raise as_user_error(e, action="change the visibility of", repo_id=repo_id) from e
+    return url
+
+
 def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> int:
     """Load base in bf16, merge the adapter in, save to `out`; return the bytes written."""
     import torch
@@ -178,42 +203,27 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: S
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
             for name, data in card.as_repo_files().items()]
 
-    say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
-    try:
-        url = str(api.create_repo(repo_id, private=private, exist_ok=True))
-        info = api.model_info(repo_id)
-    except Exception as e:
-        raise as_user_error(e, action="create the model repo", repo_id=repo_id) from e
-    held_back = [f.rfilename for f in info.siblings or [] if f.rfilename.startswith(f"{CHECKPOINT_DIR}/")]
-    if held_back and not private:
-        raise PublishError(
-            f"{repo_id} also holds training checkpoints ({CHECKPOINT_DIR}/); making it public would publish "
-            "them and their history. Publish to a new repo name, or keep this one private.",
-            detail=f"{len(held_back)} files under {CHECKPOINT_DIR}/")
-    if info.private != private:
-        try:
-            api.update_repo_settings(repo_id, private=private)
-        except Exception as e:
-            raise as_user_error(e, action="change the visibility of", repo_id=repo_id) from e
-
-    merged_bytes = None
     with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
-        if merged:
+        merged_bytes = None
+        if merged:  # the heavy local work first: nothing on the Hub changes if it fails
             estimate = estimate_merged_bytes(record.base_model, api)
-            if estimate:
-                say(f"Merging into a bf16 copy of {record.base_model} (about {format_bytes(estimate)})…")
+            about = f" (about {format_bytes(estimate)})" if estimate else ""
+            say(f"Merging the adapter into a bf16 copy of the base model{about}…")
             merged_bytes = _merge_to(run_dir, record.base_model, identity.token, Path(tmp))
             say(f"Merged model: {format_bytes(merged_bytes)} to upload under {MERGED_DIR}/.")
             ops += [CommitOperationAdd(path_in_repo=f"{MERGED_DIR}/{f.relative_to(tmp).as_posix()}",
                                        path_or_fileobj=str(f))
                     for f in sorted(Path(tmp).rglob("*")) if f.is_file()]
+
+        say(f"Creating {'private' if private else 'public'} model repo {repo_id}…")
+        url = _prepare_repo(api, repo_id, private)
         say(f"Uploading {len(ops)} files to {repo_id} in one commit…")
         try:
-            info = commit_with_retry(api, repo_id, ops, repo_type="model",
-                                     commit_message="Publish adapter and model card (VoxSpace)")
+            commit = commit_with_retry(api, repo_id, ops, repo_type="model",
+                                       commit_message="Publish adapter and model card (VoxSpace)")
         except Exception as e:
             raise as_user_error(e, action="upload the adapter to", repo_id=repo_id) from e
-    result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=info.commit_url,
+    result = PublishResult(repo_id=repo_id, url=url, private=private, commit_url=commit.commit_url,
                            files=[op.path_in_repo for op in ops], merged_bytes=merged_bytes)
     say(f"Published {repo_id} ({'private' if private else 'public'}): {url}")
     return result

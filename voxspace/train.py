@@ -29,7 +29,15 @@ from voxspace import checkpoint
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
-from voxspace.model import PRECISIONS, LoraSettings, ModelConfig, attach_lora, detach_lora, load_base
+from voxspace.model import (
+    LORA_TARGETS,
+    PRECISIONS,
+    LoraSettings,
+    ModelConfig,
+    attach_lora,
+    detach_lora,
+    load_base,
+)
 from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,7 @@ class TrainConfig:
     label_logits_only: bool = True  # (c) lm_head only where a label follows
     gradient_checkpointing: bool = False  # (d) less activation memory, ~30% more compute
     cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache
+    lora_targets: str = "language_model"  # "attention_everywhere" only to measure the old recipe
 
     @classmethod
     def quick(cls, **kw: Any) -> TrainConfig:
@@ -89,7 +98,7 @@ class TrainConfig:
         return asdict(self)
 
     def lora(self) -> LoraSettings:
-        return LoraSettings(rank=self.rank, alpha=self.alpha, dropout=self.dropout)
+        return LoraSettings(rank=self.rank, alpha=self.alpha, dropout=self.dropout, targets=self.lora_targets)
 
     def validate(self) -> TrainConfig:
         """Raise BadHyperparameter with a sentence a person can act on; returns self."""
@@ -116,6 +125,10 @@ class TrainConfig:
             bad(f"Weight decay cannot be negative (got {self.weight_decay!r}).")
         if self.precision not in PRECISIONS:
             bad(f"Precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}).")
+        if self.lora_targets not in LORA_TARGETS:
+            bad(f"LoRA targets must be one of {', '.join(LORA_TARGETS)} (got {self.lora_targets!r}).")
+        if self.encoder_cache and self.lora_targets != "language_model":
+            bad("The encoder-output cache needs LoRA kept out of the audio encoder; switch one of them off.")
         if self.epochs > 100:
             bad(f"{self.epochs} epochs would only memorise the takes; use 100 or fewer.")
         return self
@@ -206,7 +219,9 @@ class Trainer:
         data_token: str | None = None,
         data_endpoint: str | None = None,
         data_cache_dir: str | Path | None = None,
+        examples: list[Example] | None = None,
     ) -> None:
+        """`examples`: already-encoded training examples (benchmarks); then `data` is only a label."""
         self.run_dir = Path(run_dir)
         spec = self._read_spec()
         if config is None or data is None:
@@ -224,6 +239,7 @@ class Trainer:
         self._base = base
         self.tracker = tracker
         self._data_kw = dict(token=data_token, endpoint=data_endpoint, cache_dir=data_cache_dir)
+        self._given_examples = examples
         self.ready = False
         self.prepared = False
         self.config.validate()  # before any data, model or GPU time is spent
@@ -255,6 +271,11 @@ class Trainer:
                 raise BadInput(
                     f"{self.run_dir} holds a run with other settings: resume it as it is, or start a new run."
                 )
+        if self._given_examples is not None:
+            self.train_takes, self.test_takes = [], []
+            self._write_spec()
+            self.prepared = True
+            return self
         if not (self.data_dir and Path(self.data_dir).is_dir()):
             self.data_dir = str(fetch_takes(self.data, **self._data_kw))
         takes = read_folder(Path(self.data_dir))
@@ -276,12 +297,13 @@ class Trainer:
         self._seed_everything(self.config.seed)
         self.model = attach_lora(self.base_model, self.config.lora())
         if self.config.gradient_checkpointing:
-            self.model.get_base_model().gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            # non-reentrant: the LM's input (cached audio embeddings) needs no grad of its own
+            self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.collator = TranscriptionCollator(self.processor)
-        self.examples = self._encoded_examples()
+        self.examples: list[Example] = (
+            self._given_examples if self._given_examples is not None else self._encoded_examples()
+        )
 
         from voxspace.encoder_cache import EncoderCache
 
@@ -563,6 +585,8 @@ class Trainer:
         """Remove LoRA from the shared base model and return it (for the next run in this process)."""
         model = getattr(self, "model", None)  # set as soon as LoRA is attached, even if setup failed later
         base = detach_lora(model) if model is not None else (self._base[0] if self._base else None)
+        if model is not None and base is not None and self.config.gradient_checkpointing:
+            base.gradient_checkpointing_disable()  # the shared base must not keep this run's choice
         self.model, self.ready = None, False
         return base
 

@@ -93,8 +93,9 @@ def hub_models(hub, hub_tokens, tiny_model_dir, tiny_adapter_dir) -> dict[str, s
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
-    ids = {"base": "alice/tiny-voxtral", "adapter": "alice/tiny-adapter",
-           "private_adapter": "alice/tiny-adapter-private"}
+    # Prefixed: the local Hub is shared by the whole session, other areas' tests included.
+    ids = {"base": "alice/publish-tiny-voxtral", "adapter": "alice/publish-tiny-adapter",
+           "private_adapter": "alice/publish-tiny-adapter-private"}
     for key, folder in (("base", tiny_model_dir), ("adapter", tiny_adapter_dir),
                         ("private_adapter", tiny_adapter_dir)):
         api.create_repo(ids[key], private=key == "private_adapter", exist_ok=True)

@@ -52,7 +52,7 @@ def test_demo_space_holds_the_template_readme_and_variables(hub, alice, hub_sett
 
 def test_public_toggle_and_default_space_name(hub, alice, hub_settings, hub_models):
     res = create_demo_space(alice, hub_settings, hub_models["adapter"], BASE, private=False)
-    assert res.space_id == "alice/tiny-adapter-demo"
+    assert res.space_id == "alice/publish-tiny-adapter-demo"
     assert not hub.is_private(res.space_id, repo_type="space")
     create_demo_space(alice, hub_settings, hub_models["adapter"], BASE)  # again, private this time
     assert hub.is_private(res.space_id, repo_type="space")

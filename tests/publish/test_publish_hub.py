@@ -119,7 +119,7 @@ def test_merged_model_is_sized_before_it_is_pushed(hub, alice, hub_settings, run
     files = _user_files(hub, res.repo_id)
     assert {"merged/config.json", "merged/model.safetensors", "merged/tekken.json"} <= files
     assert files >= PUBLISHED
-    size_msgs = [i for i, m in enumerate(said) if "Merging into a bf16 copy" in m]
+    size_msgs = [i for i, m in enumerate(said) if "Merging the adapter into a bf16 copy" in m]
     upload = next(i for i, m in enumerate(said) if m.startswith("Uploading"))
     assert size_msgs and size_msgs[0] < upload
     assert estimate and estimate <= res.merged_bytes < estimate + 2**20  # + config, tokenizer, headers

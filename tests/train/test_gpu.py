@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from voxspace import checkpoint, gpu
-from voxspace.errors import Busy, QuotaExceeded, SliceTimeout
+from voxspace.errors import Busy, QuotaExceeded, SliceTimeout, VoxSpaceError
 from voxspace.model import ModelConfig
 from voxspace.train import TrainConfig, Trainer
 
@@ -39,6 +39,7 @@ def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
     def push(run_dir):
         pushed.append(checkpoint.push_checkpoint(run_dir, repo, alice, hub.url))
 
+    hub.fail_next_commits(1)  # the first checkpoint commit meets a 500 and is retried
     last = gpu.run_in_slices(
         tmp_path / "run", cap_s=120, on_slice=seen.append, push=push, max_steps_per_slice=2
     )
@@ -52,6 +53,9 @@ def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
     remote = checkpoint.find_remote_checkpoint(repo, alice, hub.url)
     assert remote["step"] == 6 and remote["total_steps"] == 6
     assert checkpoint.find_remote_checkpoint(repo, hub_tokens["bob"], hub.url) is None  # private
+    with pytest.raises(VoxSpaceError) as e:  # bob may not write into alice's namespace
+        checkpoint.push_checkpoint(tmp_path / "run", repo, hub_tokens["bob"], hub.url)
+    assert "checkpoint" in e.value.user_message and hub_tokens["bob"] not in str(e.value)
 
     # "After a Space restart": nothing local but the Hub copy; it must rebuild the same Trainer.
     restored = tmp_path / "restored"
@@ -105,6 +109,8 @@ def test_slice_duration_follows_the_planned_work_and_the_cap():
     assert 20 + 1 < budget <= 40 and duration == math.ceil(budget + 5)
     budget, duration = gpu.plan_slice(120, remaining_steps=1000, step_time_s=2.0, overhead_s=5.0)
     assert duration == 120 and budget == 115
+    # what spaces asks before reserving the GPU: the planned duration, with or without optional args
+    assert gpu._slice_duration("run", budget, duration) == duration == 120
     with pytest.raises(SliceTimeout, match="smaller batch"):
         gpu.plan_slice(60, remaining_steps=10, step_time_s=50.0, overhead_s=5.0)
 

@@ -7,7 +7,7 @@ import torch
 
 from tests.train.conftest import make_take
 from voxspace.data import IGNORE, TranscriptionCollator, load_takes, split_takes
-from voxspace.errors import NotEnoughTakes
+from voxspace.errors import NotEnoughTakes, VoxSpaceError
 from voxspace.layout import read_folder
 from voxspace.model import LoraSettings, ModelConfig, attach_lora, audio_module_names, load_base
 
@@ -99,12 +99,18 @@ def test_takes_and_base_model_load_by_repo_id_from_the_hub(
     )
     assert [t.take.take_id for t in takes] == [t.take.take_id for t in read_folder(takes_dir)]
     assert all(t.wav.is_file() for t in takes)
-    with pytest.raises(Exception):  # noqa: B017 - another user may not read alice's private takes
-        load_takes("alice/train-recordings", token=hub_tokens["bob"], endpoint=hub.url, cache_dir=tmp_path / "b")
+    with pytest.raises(VoxSpaceError) as e:  # another user may not read alice's private takes
+        load_takes(
+            "alice/train-recordings", token=hub_tokens["bob"], endpoint=hub.url, cache_dir=tmp_path / "b"
+        )
+    assert "alice/train-recordings" in e.value.user_message
 
     model, processor = load_base(
         ModelConfig(
-            "alice/train-base-voxtral", precision="fp32", token=hub_tokens["alice"], cache_dir=str(tmp_path / "m")
+            "alice/train-base-voxtral",
+            precision="fp32",
+            token=hub_tokens["alice"],
+            cache_dir=str(tmp_path / "m"),
         )
     )
     assert type(model).__name__ == "VoxtralForConditionalGeneration"

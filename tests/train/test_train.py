@@ -77,11 +77,11 @@ def test_gradient_checkpointing_trains_to_the_same_weights(tmp_path, takes_dir, 
     for checkpointing in (False, True):
         config = TrainConfig(**FP32, dropout=0.0, gradient_checkpointing=checkpointing)
         trainer = Trainer(tmp_path / str(checkpointing), config, takes_dir, base=(model, base[1])).setup()
-        assert trainer.base_model.model.language_model.gradient_checkpointing is checkpointing
+        assert trainer.base_model.is_activation_checkpointing is checkpointing
         trainer.train_slice(budget_s=1e9, max_steps=2)
         runs[checkpointing] = adapter_weights(tmp_path / str(checkpointing))
         model = trainer.close()
-        model.gradient_checkpointing_disable()
+        model.activation_checkpointing_disable()
     for k, v in runs[False].items():
         torch.testing.assert_close(runs[True][k], v, rtol=1e-5, atol=1e-6)
 
@@ -219,7 +219,7 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir)
     one-second takes padded to 30 s, so the two takes differ in language as well (English, French),
     which also exercises the per-take language prompt.
     """
-    from voxspace.evaluate import evaluate_run
+    from voxspace.evaluate import evaluate_run, transcribe
     from voxspace.model import ModelConfig, load_base
     from voxspace.tracking import TrackioTracker, trackio_dir_in_use
 
@@ -250,6 +250,8 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir)
     )
     assert report.wer_after is not None and report.wer_after <= 0.2, report.per_take
     assert report.wer_before > report.wer_after
+    uncached = transcribe(trainer.model, trainer.collator, trainer.examples, max_new_tokens=12)
+    assert uncached == [row.finetuned for row in report.per_take]  # the cache changes nothing generated
     tracker.log_eval(report, step=summary.step)
 
     db = trackio_dir_in_use() / "voxspace.db"

@@ -1,0 +1,187 @@
+"""bench/train_speed.py and the seams it uses: what each variant configures, the synthetic takes'
+prompt layout, pre-encoded examples in the Trainer. Behaviour only: no timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.train.conftest import make_take
+from voxspace.data import IGNORE, TranscriptionCollator
+from voxspace.devtools.synthetic_takes import (
+    AUDIO,
+    EOS,
+    SyntheticProcessor,
+    chunks_for,
+    prompt_ids,
+    synthetic_examples,
+)
+from voxspace.errors import BadHyperparameter
+from voxspace.layout import read_folder
+from voxspace.model import attach_lora, audio_module_names, detach_lora
+from voxspace.train import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "bench" / "train_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def lora_names(model) -> list[str]:
+    return [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+
+
+def test_variants_configure_what_they_claim(bench):
+    variants = {v.name: v.config for v in bench.build_variants(epochs=5)}
+    default, up = TrainConfig(epochs=5), variants["upstream"]
+    assert variants["default"] == default
+    assert (up.precision, up.batch_size, up.grad_accum) == ("bf16", 2, 4)
+    assert not (up.encoder_cache or up.length_batching or up.label_logits_only)
+    assert up.lora_targets == "attention_everywhere" and up.rank == default.rank
+    for name, config in variants.items():
+        config.validate()  # every variant is a configuration the engine accepts
+        if name.startswith("-") and name != "-lm_only_lora":
+            changed = {
+                f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)
+            }
+            lever = name[1:]
+            assert changed == ({"precision"} if lever == "8bit" else
+                               {"batch_size", "grad_accum"} if lever == "batch_4x1" else {lever})  # fmt: skip
+    assert variants["+grad_ckpt"].gradient_checkpointing
+
+
+def test_upstream_lora_reaches_the_audio_encoder_and_the_default_does_not(bench, base):
+    model, _ = base
+    variants = {v.name: v.config for v in bench.build_variants()}
+    audio = set(audio_module_names(model))
+    upstream = attach_lora(model, variants["upstream"].lora())
+    in_audio = [n for n in lora_names(upstream) if "audio_tower" in n]
+    assert in_audio and all(".self_attn." in n for n in in_audio)  # q/k/v of every encoder layer
+    model = detach_lora(upstream)
+    default = attach_lora(model, variants["default"].lora())
+    names = lora_names(default)
+    assert names and not [n for n in names if "audio_tower" in n or "multi_modal_projector" in n]
+    assert audio == set(audio_module_names(detach_lora(default)))
+
+
+def test_encoder_cache_with_lora_in_the_encoder_is_refused():
+    with pytest.raises(BadHyperparameter, match="encoder-output cache"):
+        TrainConfig(lora_targets="attention_everywhere").validate()
+    with pytest.raises(BadHyperparameter, match="LoRA targets"):
+        TrainConfig(lora_targets="everything").validate()
+    TrainConfig(lora_targets="attention_everywhere", encoder_cache=False).validate()
+
+
+def test_synthetic_take_has_the_real_prompt_layout(tmp_path, tiny_voxtral_dir):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_voxtral_dir)
+    make_take(tmp_path, 0, "hello world")
+    real = TranscriptionCollator(processor).encode(read_folder(tmp_path)[0])
+    lang = tuple(processor.tokenizer.encode("lang:en", add_special_tokens=False))
+    assert torch.equal(prompt_ids(1, lang), real.input_ids[: real.prompt_len])
+
+    (syn,) = synthetic_examples(1, vocab_size=384, seed=3, min_s=35, max_s=35, lang_ids=lang)
+    ex = syn.example
+    assert chunks_for(35) == 2 and ex.input_features.shape == (2, 128, 3000)
+    assert int((ex.input_ids == AUDIO).sum()) == 750
+    assert torch.equal(ex.input_ids[: ex.prompt_len], prompt_ids(2, lang))
+    assert (ex.labels[: ex.prompt_len] == IGNORE).all() and ex.labels[-1] == EOS
+    assert torch.equal(ex.labels[ex.prompt_len :], ex.input_ids[ex.prompt_len :])
+    assert ex.n_labels == 35 * 4 + 1  # 4 transcript tokens per second, then EOS
+
+
+def test_trainer_given_encoded_examples_trains_as_it_does_from_the_takes(tmp_path, takes_dir, base):
+    config = TrainConfig(precision="fp32", batch_size=2, epochs=1, dropout=0.0)
+    from_takes = Trainer(tmp_path / "a", config, takes_dir, base=base).setup()
+    from_takes.train_slice(budget_s=1e9, max_steps=1)
+    examples = from_takes.examples
+    model = from_takes.close()
+    given = Trainer(tmp_path / "b", config, "bench", base=(model, base[1]), examples=examples).setup()
+    given.train_slice(budget_s=1e9, max_steps=1)
+    assert given.loss_history == from_takes.loss_history
+    assert given.record().n_train_takes == 0  # no takes were read: the examples stand in for them
+    given.close()
+
+
+def test_synthetic_processor_is_enough_for_training_and_generation(tmp_path, base):
+    from voxspace.evaluate import transcribe
+
+    model, _ = base
+    takes = synthetic_examples(3, vocab_size=model.config.text_config.vocab_size, seed=0)
+    config = TrainConfig(precision="fp32", batch_size=2, epochs=1)
+    trainer = Trainer(
+        tmp_path / "run",
+        config,
+        "synthetic",
+        base=(model, SyntheticProcessor()),
+        examples=[t.example for t in takes],
+    ).setup()
+    summary = trainer.train_slice(budget_s=1e9)
+    assert summary.done and summary.last_loss is not None and summary.last_loss > 0
+    texts = transcribe(trainer.model, trainer.collator, [takes[0].example], max_new_tokens=3)
+    assert len(texts) == 1 and len(texts[0].split()) <= 3
+    trainer.close()
+
+
+def test_closing_a_run_turns_gradient_checkpointing_off_on_the_shared_base(tmp_path, takes_dir, base):
+    config = TrainConfig(precision="fp32", batch_size=2, epochs=1, gradient_checkpointing=True)
+    trainer = Trainer(tmp_path / "run", config, takes_dir, base=base).setup()
+    assert trainer.base_model.is_activation_checkpointing
+    assert not trainer.close().is_activation_checkpointing
+
+
+def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
+    out = tmp_path / "speed.json"
+    args = ["--steps", "1", "--takes", "2", "--eval-takes", "1", "--max-new-tokens", "2", "--synthetic",
+            "--threads", "2", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "train_speed.py"), *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = json.loads(proc.stdout[proc.stdout.index("\n{") :])
+    assert printed == json.loads(out.read_text())
+    # on a CPU every variant runs in fp32 (bf16 is emulated there), so "-8bit" has nothing to measure
+    expected = [v.name for v in bench.build_variants() if v.name != "-8bit"]
+    assert printed["complete"] and [r["name"] for r in printed["variants"]] == expected
+    assert {r["config"]["precision"] for r in printed["variants"]} == {"fp32"}
+    for row in printed["variants"]:
+        assert row["ok"], row
+        assert row["takes_per_s"] > 0 and row["peak_mb"] > 0 and len(row["slices"]) == 2
+        assert all(0 < s["step_share"] <= 1 for s in row["slices"])
+        assert row["vs_upstream"]["run"] > 0
+    assert printed["variants"][0]["vs_upstream"] == {"takes_per_s": 1.0, "run": 1.0, "peak_mem": 1.0}
+    assert set(printed["default_gpu_budget"]) >= {
+        "total_s",
+        "eval_before_s",
+        "eval_after_s",
+        "fits_5_gpu_minutes",
+    }
+    assert "upstream" in out.with_suffix(".txt").read_text()
+
+
+def test_the_int8_cast_warning_is_logged_once_not_on_every_matmul(tiny_voxtral_dir, caplog):
+    from voxspace.model import ModelConfig, load_base
+
+    model, processor = load_base(ModelConfig(str(tiny_voxtral_dir), precision="8bit", device="cpu"))
+    (take,) = synthetic_examples(1, vocab_size=model.config.text_config.vocab_size, seed=0)
+    batch = TranscriptionCollator(processor)([take.example])
+    with caplog.at_level("WARNING"), torch.no_grad():
+        for _ in range(2):  # each forward runs 14 8-bit matmuls in the tiny language model
+            model(input_ids=batch["input_ids"], input_features=batch["input_features"].to(torch.bfloat16))
+    casts = [r for r in caplog.records if "inputs will be cast" in r.getMessage()]
+    assert len(casts) <= 1
