@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-import gradio as gr
 import pytest
 
 from voxspace import run_service
@@ -66,7 +65,21 @@ def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
     assert "**6** takes" in text and "Hardware" in estimate and "--data" in cmd
 
 
-def test_nothing_to_resume_is_said_plainly(sess):
+def test_cancel_then_resume_from_the_page(sess):
     status, *_, resume_btn = train.resume(sess)
     assert "no stopped run" in status and resume_btn["visible"] is False
-    assert isinstance(train.poll(sess)[6], gr.Timer)
+
+    values = [8, 16, 5e-4, 2, 2, 1, "fp32", 60]
+    train.start(sess, "quick", *values, False)
+    assert "Stopping at the end of this step" in train.cancel(sess)
+    stopped = run_service.wait(run_service.active_run(sess.identity))
+    status, *_, timer, start_btn, cancel_btn, resume_btn = train.poll(sess)
+    assert start_btn["interactive"] is True
+    assert "Cancelled" in status and not timer.active and cancel_btn["interactive"] is False
+    assert resume_btn["visible"] is True and f"step {stopped.step} of 4" in resume_btn["value"]
+
+    status, timer, *_ = train.resume(sess)
+    assert "Resuming" in status and timer.active
+    final = run_service.wait(run_service.active_run(sess.identity))
+    assert final.phase == "done" and final.run_dir == stopped.run_dir and final.step == 4
+    assert train.poll(sess)[-1]["visible"] is False  # nothing left to resume
