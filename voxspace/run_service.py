@@ -34,9 +34,12 @@ import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 from voxspace import checkpoint, gpu
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, VoxSpaceError
+from voxspace.hub import user_cache_dir
 from voxspace.layout import split_for
+from voxspace.model import ModelConfig
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
+from voxspace.tracking import TrackioTracker
 from voxspace.train import RUN_SPEC, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -195,9 +198,10 @@ class Run:
     def _train_long(self, base: tuple[Any, Any]) -> bool:
         """One slice in a background worker (dedicated GPU or CPU); the checkpoint is pushed at the end."""
         self.trainer._base = base  # the preloaded base, as gpu_slice does; Trainer takes no setter
-        self._handle = gpu.RunHandle(self.trainer).start()
-        if self._cancelled.is_set():
+        self._handle = gpu.RunHandle(self.trainer)
+        if self._cancelled.is_set():  # before start: a cancel that came first stops it at step 0
             self._handle.cancel()
+        self._handle.start()
         while not self._handle.wait(0.5):
             p = self._handle.progress()
             self.losses = p.losses
@@ -267,6 +271,21 @@ class Run:
         with self._lock:
             return self._lines[since:]
 
+    def start(self) -> Run:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self.cancel_path.touch()  # read by a slice, even in ZeroGPU's forked worker
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """True once the worker has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
 
 def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int, cap_s: int) -> int:
     return cap_s
@@ -330,9 +349,6 @@ def start_run(
         if config is None or data is None:
             raise BadInput("A new run needs takes to train on and its settings.")
         shutil.rmtree(run_dir / "encoder_cache", ignore_errors=True)
-    from voxspace.hub import user_cache_dir
-    from voxspace.model import ModelConfig
-
     model_cfg = None
     if config is not None:
         model_cfg = ModelConfig(settings.base_model, precision=config.precision, token=identity.token)
@@ -347,8 +363,6 @@ def start_run(
     )
     trainer.model_cfg.token = identity.token
     trainer.prepare()  # fetches the takes; NotEnoughTakes here
-    from voxspace.tracking import TrackioTracker
-
     tracker = TrackioTracker(run_dir.resolve().name, trackio_dir=Path(settings.data_dir) / "trackio")
     repo = checkpoint_repo(identity)
     push = None
@@ -374,8 +388,7 @@ def start_run(
         queue=gpu.QUEUE if queue is None else queue,
     )
     _ACTIVE[owner] = run
-    run._thread.start()
-    return run
+    return run.start()
 
 
 def active_run(identity: Identity) -> Run | None:
@@ -404,10 +417,7 @@ def progress(handle: Run) -> RunProgress:
 
 def cancel(handle: Run) -> None:
     """Stop at the next step boundary (a queued run just leaves the queue); the checkpoint is kept."""
-    handle._cancelled.set()
-    handle.cancel_path.touch()
-    if handle._handle is not None:
-        handle._handle.cancel()
+    handle.cancel()
 
 
 def wait(handle: Run, *, on_line: Callable[[str], None] | None = None, poll_s: float = 0.5) -> RunProgress:
@@ -422,9 +432,8 @@ def wait(handle: Run, *, on_line: Callable[[str], None] | None = None, poll_s: f
             if on_line is not None:
                 on_line(line)
 
-    while handle._thread.is_alive():
+    while not handle.join(poll_s):
         drain()
-        handle._thread.join(poll_s)
     drain()
     if handle.error is not None:
         raise handle.error
