@@ -34,7 +34,7 @@ import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 from voxspace import checkpoint, gpu
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, VoxSpaceError
-from voxspace.hub import user_cache_dir
+from voxspace.hub import as_user_error, user_cache_dir
 from voxspace.layout import split_for
 from voxspace.model import ModelConfig
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
@@ -362,7 +362,10 @@ def start_run(
         data_cache_dir=user_cache_dir(settings, identity),
     )
     trainer.model_cfg.token = identity.token
-    trainer.prepare()  # fetches the takes; NotEnoughTakes here
+    try:
+        trainer.prepare()  # fetches the takes; NotEnoughTakes here
+    except Exception as e:  # a Hub failure while fetching: one sentence (as_user_error keeps typed ones)
+        raise as_user_error(e, action="read your takes from", repo_id=trainer.data) from e
     tracker = TrackioTracker(run_dir.resolve().name, trackio_dir=Path(settings.data_dir) / "trackio")
     repo = checkpoint_repo(identity)
     push = None

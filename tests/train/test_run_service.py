@@ -14,7 +14,7 @@ import pytest
 
 from voxspace import checkpoint, gpu, run_service
 from voxspace.auth import Identity
-from voxspace.errors import BadHyperparameter, BadInput, NotEnoughTakes
+from voxspace.errors import BadHyperparameter, BadInput, HubError, NotEnoughTakes
 from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig
 
@@ -91,6 +91,17 @@ def test_too_few_takes_says_how_many_more_to_record(settings, alice, tmp_path):
             settings,
             alice,
             data=str(tmp_path / "takes"),
+            run_dir=tmp_path / "run",
+            config=TrainConfig(**SMALL),
+        )
+
+
+def test_takes_that_cannot_be_fetched_are_a_sentence_not_a_trace(settings, alice, tmp_path, fresh_repo_id):
+    with pytest.raises(HubError, match="the repository was not found"):
+        run_service.start_run(
+            settings,
+            alice,
+            data=fresh_repo_id("alice", "never-recorded"),
             run_dir=tmp_path / "run",
             config=TrainConfig(**SMALL),
         )

@@ -31,6 +31,7 @@ PRESETS = {
 ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds")
 EVAL_HEADERS = ["Measure", "Before", "After", "Relative change"]
 TAKE_HEADERS = ["Take", "Reference", "Base model", "Fine-tuned"]
+UNEXPECTED = "Training could not start (the takes or the model could not be read). Try again in a minute."
 NO_CURVE = "<p>The training loss is drawn here from the first step on.</p>"
 
 
@@ -121,6 +122,9 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
     except VoxSpaceError as e:
         log.info("training refused: %s", e)
         return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+    except Exception:  # e.g. the Hub unreachable while fetching the takes: a sentence, not a trace
+        log.exception("training could not start")
+        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
     return status_html("info", "Starting…"), gr.Timer(active=True), *_running_buttons()
 
 
@@ -140,6 +144,9 @@ def resume(sess: Session | None) -> tuple[Any, ...]:
         run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True)
     except VoxSpaceError as e:
         return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+    except Exception:
+        log.exception("training could not resume")
+        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
     return status_html("info", "Resuming…"), gr.Timer(active=True), *_running_buttons()
 
 
