@@ -55,6 +55,14 @@ def test_a_queued_run_trains_in_slices_and_reports_wer_before_and_after(settings
         )
         queued = _until(lambda: (p := run_service.progress(handle)).runs_ahead == 1 and p, "queued")
         assert queued.phase == "queued" and "number 2 in the queue" in run_service.describe_phase(queued)
+        with pytest.raises(BadInput, match="already have a training run going"):  # one run per person
+            run_service.start_run(
+                settings,
+                alice,
+                data=str(takes_dir),
+                run_dir=handle.run_dir.parent / "second",
+                config=TrainConfig(),
+            )
     finally:
         gpu.QUEUE.leave("someone-else")
     final = run_service.wait(handle)
