@@ -48,9 +48,11 @@ CHECKPOINT_REPO_NAME = "voxspace-checkpoints"  # the person's private model repo
 CANCEL_FILE = "CANCEL"  # a file, not an Event: it also reaches ZeroGPU's forked worker
 FINISHED = ("done", "failed", "cancelled")
 LOG_LINES = 12  # how many recent log lines progress() returns
-# Rough planning figures for Voxtral-Mini-3B (seconds of compute per second of audio per epoch),
-# until bench/ measures them on each kind of hardware; the page says it is an estimate.
-COMPUTE_S_PER_AUDIO_S = {"zerogpu": 0.3, "cuda": 0.3, "cpu": 10.0}
+# Planning figures, seconds of compute per second of audio per epoch in bf16: bench/results/
+# h100_train_speed.txt measured 86.6 audio-s/s in bf16 and 39.3 in 8-bit on an H100 at full size;
+# ZeroGPU's card is taken as half as fast; the CPU figure is a rough guess for the 3B model.
+COMPUTE_S_PER_AUDIO_S = {"zerogpu": 0.025, "cuda": 0.012, "cpu": 10.0}
+INT8_SLOWDOWN = 2.2  # 8-bit base vs bf16, same bench
 EVAL_S_PER_TAKE = {"zerogpu": 2.0, "cuda": 2.0, "cpu": 30.0}
 
 
@@ -496,7 +498,10 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -
     n_train, n_test = marks.count("train"), marks.count("test")
     audio_s = minutes * 60 * n_train / n_takes
     train_s = (
-        audio_s * config.epochs * COMPUTE_S_PER_AUDIO_S[kind] * (1.3 if config.precision == "8bit" else 1.0)
+        audio_s
+        * config.epochs
+        * COMPUTE_S_PER_AUDIO_S[kind]
+        * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
     )
     steps = math.ceil(math.ceil(n_train / config.batch_size) / config.grad_accum) * config.epochs
     slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1
