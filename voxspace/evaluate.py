@@ -152,19 +152,24 @@ def evaluate_adapter(
     test_takes: list[LocalTake],
     adapter_dir: str | Path | None,
     *,
+    before: EvalReport | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 64,
     encoder_cache: bool = True,
 ) -> EvalReport:
     """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
 
+    `before` (the base model's report from before training) spares a second pass of the base model.
     With `encoder_cache` the audio encoder runs once per take for both passes, not twice.
     """
     from voxspace.encoder_cache import EncoderCache
 
     model, processor = base
     kw: dict[str, Any] = dict(
-        batch_size=batch_size, max_new_tokens=max_new_tokens, cache=EncoderCache() if encoder_cache else None
+        before=before,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        cache=EncoderCache() if encoder_cache else None,
     )
     if adapter_dir is None:
         return evaluate_run(model, processor, test_takes, **kw)

@@ -12,7 +12,6 @@ The Hub token comes from the environment (HF_TOKEN or `hf auth login`), never fr
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -80,81 +79,45 @@ def _config(args: argparse.Namespace) -> Any:
     return TrainConfig.preset(args.preset, **overrides)
 
 
-def _print_progress(step: int, total: int, loss: float | None, seconds_left: float | None) -> None:
-    loss_s = "-" if loss is None else f"{loss:.4f}"
-    left = "" if seconds_left is None else f"  ~{seconds_left:.0f} s left"
-    print(f"step {step}/{total}  loss {loss_s}{left}", flush=True)
-
-
 def _train(args: argparse.Namespace) -> int:
-    from voxspace import checkpoint, gpu
-    from voxspace.evaluate import evaluate_run_dir, format_report
-    from voxspace.model import ModelConfig
-    from voxspace.settings import Settings
-    from voxspace.tracking import TrackioTracker
-    from voxspace.train import RUN_SPEC, Trainer
+    """A thin caller of voxspace.run_service: the page runs the very same code."""
+    from dataclasses import replace
 
-    out = Path(args.out)
+    from voxspace import checkpoint, run_service
+    from voxspace.auth import Identity
+    from voxspace.evaluate import format_report
+    from voxspace.settings import Settings
+
     settings = Settings.from_env()
-    token = _token()
-    if checkpoint.has_checkpoint(out) and not args.resume:
+    if args.base_model:
+        settings = replace(settings, base_model=args.base_model)
+    if not args.resume and checkpoint.has_checkpoint(args.out):
         raise BadInput(
-            f"{out} already holds a training run: pass --resume to continue it, or pick a new --out."
+            f"{args.out} already holds a training run: pass --resume to continue it, or pick a new --out."
         )
-    if args.resume and not (out / RUN_SPEC).is_file():
-        raise BadInput(f"Nothing to resume in {out}: it holds no training run.")
     if not args.resume and not (args.data and args.base_model):
         raise BadInput("A new run needs --data and --base-model (or --resume to continue one in --out).")
-    if not args.resume:
-        shutil.rmtree(out / "encoder_cache", ignore_errors=True)
-    config = None if args.resume else _config(args)
-    precision = config.precision if config else None
-    model_cfg = ModelConfig(args.base_model, precision=precision or "8bit", token=token)
-    tracker = TrackioTracker(out.resolve().name, trackio_dir=settings.data_dir / "trackio")
-    trainer = Trainer(
-        out,
-        config,
-        None if args.resume else args.data,
-        None if args.resume else model_cfg,
-        tracker=tracker,
-        data_token=token,
-        data_endpoint=settings.hub_endpoint,
+    # No username: the CLI never mirrors checkpoints to a repo; --out is the run.
+    identity = Identity(None, token=_token(), source="local")
+    handle = run_service.start_run(
+        settings,
+        identity,
+        run_dir=Path(args.out),
+        data=args.data,
+        config=None if args.resume else _config(args),
+        resume=args.resume,
+        sliced=args.slice_seconds is not None,
+        evaluate=not args.no_eval,
+        max_new_tokens=args.max_new_tokens,
     )
-    trainer.model_cfg.token = token
-    trainer.prepare()
-    print(
-        f"training on {len(trainer.train_takes)} takes, holding out {len(trainer.test_takes)}; "
-        f"{gpu.detect_hardware().description}",
-        flush=True,
-    )
-    base = gpu.preload_base(trainer.model_cfg)
-    if trainer.config.slice_seconds and args.slice_seconds:
-
-        def show(s: Any) -> None:
-            _print_progress(s.step, s.total_steps, s.last_loss, None)
-            print(
-                f"slice: {s.steps_run} steps, {s.step_seconds:.1f} s in steps, {s.overhead_seconds:.1f} s "
-                "overhead",
-                flush=True,
-            )
-
-        summary = gpu.run_in_slices(out, cap_s=args.slice_seconds, on_slice=show, tracker=tracker)
-        done = summary.done
+    final = run_service.wait(handle, on_line=lambda line: print(line, flush=True))
+    out = Path(args.out)
+    if final.phase != "done":
+        print(f"stopped; resume with --resume --out {out}", flush=True)
     else:
-        trainer._base = base
-        last = [-1]
-
-        def on_progress(p: gpu.Progress) -> None:
-            if p.step != last[0]:
-                last[0] = p.step
-                _print_progress(p.step, p.total_steps, p.last_loss, p.seconds_left)
-
-        final = gpu.wait_for(gpu.start_background_run(trainer), on_progress=on_progress)
-        done = final.status == "done"
-        trainer.close()
-    print(f"adapter: {out / 'adapter'}" if done else f"stopped; resume with --resume --out {out}", flush=True)
-    if done and not args.no_eval:
-        print(format_report(evaluate_run_dir(out, base, max_new_tokens=args.max_new_tokens)), flush=True)
+        print(f"adapter: {out / 'adapter'}", flush=True)
+        if final.eval is not None:
+            print(format_report(final.eval), flush=True)
     return 0
 
 

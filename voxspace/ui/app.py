@@ -44,10 +44,11 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             with gr.Tab("Record", id="record", elem_id="tab-record"):
                 rec = record.build(session)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
-                readiness = train.build(session)
+                train_view = train.build(session)
             with gr.Tab("Publish", id="publish", elem_id="tab-publish") as publish_tab:
                 runs = publish.build(session)
-        train_tab.select(train.readiness, [session], readiness, show_progress="hidden")
+        train_tab.select(train.on_open, train_view.open_inputs, train_view.open_outputs,
+                         show_progress="hidden")
         publish_tab.select(publish.refresh_runs, [session], [runs], show_progress="hidden")
 
         def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:

@@ -1,23 +1,43 @@
-"""The Train tab: how ready your data is, and how to train on it today.
+"""The Train tab: choose a preset, see the hardware and the GPU minutes it needs, train, follow it live.
 
-Training from this page needs one function that both the CLI and the page call (today the run's
-orchestration lives in `python -m voxspace train`), so until then the tab says how far the data
-is and gives the exact command, writing the run where the Publish tab finds it.
+Every action calls voxspace.run_service, exactly as `python -m voxspace train` does. The run itself
+lives in run_service (one per person, found again by identity), so a reloaded page or a second
+tab follows the same run; the page only polls it with a gr.Timer. Runs are written under
+publish.runs_root, where the Publish tab lists them.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
-from voxspace.ui.progress import MILESTONES
+from voxspace.errors import VoxSpaceError
+from voxspace.ui.progress import MILESTONES, status_html
 from voxspace.ui.publish import runs_root
 from voxspace.ui.session import Session
 
+log = logging.getLogger(__name__)
 
+PRESETS = {
+    "quick": "Quick: 3 passes over your takes with a small adapter. Minutes; a first check that it helps.",
+    "standard": "Standard: 5 passes, a medium adapter. The usual choice once you have 50+ takes.",
+    "thorough": "Thorough: 10 passes, a larger adapter. Longest; for hundreds of takes.",
+}
+ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds")
+EVAL_HEADERS = ["Measure", "Before", "After", "Relative change"]
+TAKE_HEADERS = ["Take", "Reference", "Base model", "Fine-tuned"]
+UNEXPECTED = "Training could not start (the takes or the model could not be read). Try again in a minute."
+NO_CURVE = "<p>The training loss is drawn here from the first step on.</p>"
+
+
+# --- pure handlers (tested without a browser) ------------------------------------------------------
 def readiness(sess: Session | None) -> tuple[str, str]:
-    """(what the data is ready for, the command that trains on it now)."""
+    """(what the data is ready for, the command that runs the same training from a terminal)."""
     if sess is None or sess.store is None:
         return "Sign in with Hugging Face, then record some takes: training uses them.", ""
     st = sess.store.stats()
@@ -26,20 +46,277 @@ def readiness(sess: Session | None) -> tuple[str, str]:
             f"**{st.test}** held out to measure the error rate before and after.")
     if st.takes < first:
         text += f" Record at least {first} takes for a first useful model ({first - st.takes} to go)."
-    where = ("on a machine of your own (see the README)" if sess.settings.in_space else "on this machine")
-    text += (f" Training from this page is coming next; until then, train {where} with the command "
-             "below, and the run appears on the Publish tab when it finishes.")
     cmd = shlex.join(["python", "-m", "voxspace", "train", "--data", st.location, "--base-model",
                       sess.settings.base_model, "--out", str(runs_root(sess) / "my-first-run"),
                       "--preset", "quick"])
     return text, cmd
 
 
-def build(session: gr.State) -> list[gr.components.Component]:
-    """Returns the readiness text and command, which app.py refreshes when the tab opens."""
-    gr.Markdown("## Train your model\nA small LoRA adapter is fine-tuned on your takes (on ZeroGPU in a "
-                "Space, or a GPU of your own), and the takes held out are used to measure the error rate "
-                "before and after.")
+def preset_values(name: str) -> list[Any]:
+    """The advanced fields filled in from a preset (the person may then change any of them)."""
+    from voxspace.train import TrainConfig
+
+    cfg = TrainConfig.preset(name or "quick")
+    return [getattr(cfg, f) for f in ADVANCED]
+
+
+def config_from(preset: str, *values: Any) -> Any:
+    """A TrainConfig from the preset and the advanced fields (validated later, before any loading)."""
+    from voxspace.train import TrainConfig
+
+    def plain(v: Any) -> Any:  # gr.Number gives floats; whole numbers must stay ints for validate()
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    overrides = {f: plain(v) for f, v in zip(ADVANCED, values, strict=False) if v not in (None, "")}
+    return TrainConfig.preset(preset or "quick", **overrides)
+
+
+def plan(sess: Session | None, preset: str, *values: Any) -> str:
+    """The detected hardware and the GPU minutes the chosen settings need, shown before Start."""
+    from voxspace import gpu, run_service
+
+    hw = gpu.detect_hardware()
+    if sess is None or sess.store is None:
+        return f"Hardware: **{hw.description}**."
+    try:
+        cfg = config_from(preset, *values).validate()
+    except VoxSpaceError as e:
+        return f"Hardware: **{hw.description}**. {e.user_message}"
+    st = sess.store.stats()
+    minutes = run_service.estimate(cfg, st.takes, st.minutes, hw.kind)
+    unit = "CPU minutes" if hw.kind == "cpu" else "GPU minutes"
+    quota = (" A free account gets 5 ZeroGPU minutes a day (PRO: 40); the run resumes the next day if it "
+             "runs out." if hw.kind == "zerogpu" else "")
+    return f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**.{quota}"
+
+
+def _idle_buttons(sess: Session | None) -> tuple[Any, Any, Any]:
+    """(Start, Cancel, Resume) when nothing is running: Resume only if there is a run to resume."""
+    from voxspace import run_service
+
+    found = None
+    if sess is not None and sess.store is not None:
+        found = run_service.find_resumable(sess.settings, sess.identity)
+    resume = (gr.update(visible=True, value=f"Resume (step {found.step} of {found.total})")
+              if found else gr.update(visible=False))
+    return gr.update(interactive=True), gr.update(interactive=False), resume
+
+
+def _running_buttons() -> tuple[Any, Any, Any]:
+    return gr.update(interactive=False), gr.update(interactive=True), gr.update(visible=False)
+
+
+def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
+    """Start a new run on this person's takes; returns (status, timer, start, cancel, resume)."""
+    from voxspace import run_service
+
+    if sess is None or sess.store is None:
+        return (status_html("info", "Sign in with Hugging Face and record some takes first."), gr.update(),
+                *_idle_buttons(sess))
+    try:
+        config = config_from(preset, *values)
+        sess.store.flush(timeout=60)  # takes still on their way to the repo are trained on too
+        run_service.start_run(sess.settings, sess.identity, data=sess.store.stats().location,
+                              run_dir=runs_root(sess) / time.strftime("run-%Y%m%d-%H%M%S"), config=config,
+                              sliced=_sliced(values))
+    except VoxSpaceError as e:
+        log.info("training refused: %s", e)
+        return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+    except Exception:  # e.g. the Hub unreachable while fetching the takes: a sentence, not a trace
+        log.exception("training could not start")
+        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
+    return status_html("info", "Starting…"), gr.Timer(active=True), *_running_buttons()
+
+
+def _sliced(values: tuple[Any, ...]) -> bool | None:
+    """The 'train in slices' box, the last advanced value: ticked forces slices, unticked means auto."""
+    return True if len(values) > len(ADVANCED) and values[len(ADVANCED)] else None
+
+
+def resume(sess: Session | None) -> tuple[Any, ...]:
+    """Continue the run find_resumable offers (pulled from the model repo after a restart)."""
+    from voxspace import run_service
+
+    found = run_service.find_resumable(sess.settings, sess.identity) if sess and sess.store else None
+    if found is None:
+        return status_html("info", "There is no stopped run to resume."), gr.update(), *_idle_buttons(sess)
+    try:
+        run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True)
+    except VoxSpaceError as e:
+        return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+    except Exception:
+        log.exception("training could not resume")
+        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
+    return status_html("info", "Resuming…"), gr.Timer(active=True), *_running_buttons()
+
+
+def cancel(sess: Session | None) -> str:
+    from voxspace import run_service
+
+    run = run_service.active_run(sess.identity) if sess else None
+    if run is None or run_service.progress(run).finished:
+        return status_html("info", "No training run is going.")
+    run_service.cancel(run)
+    return status_html("info", "Stopping at the end of this step; the checkpoint is kept.")
+
+
+@dataclass
+class View:
+    """What one poll shows (the order of poll()'s outputs)."""
+
+    status: str
+    bar: str
+    curve: str  # the loss curve, an SVG with role=img and a text alternative
+    log: str
+    scores: list[list[str]]
+    per_take: list[list[str]]
+
+
+def view(sess: Session | None) -> View | None:
+    """The person's current run, as the page shows it; None when there is none in this process."""
+    from voxspace import run_service
+    from voxspace.loss_curve import loss_svg
+
+    run = run_service.active_run(sess.identity) if sess else None
+    if run is None:
+        return None
+    p = run_service.progress(run)
+    kind = {"done": "saved", "failed": "rejected"}.get(p.phase, "info")
+    pct = round(100 * p.step / p.total) if p.total else 0
+    bar = (f'<label for="train-bar">Training progress: step {p.step} of {p.total or "?"}</label> '
+           f'<progress id="train-bar" max="100" value="{pct}">{pct}%</progress>')
+    try:
+        curve = loss_svg(p.losses)
+    except ValueError:  # no finite point yet
+        curve = NO_CURVE
+    scores, per_take = ([], [])
+    if p.eval is not None:
+        scores, per_take = eval_tables(p.eval)
+    return View(status_html(kind, run_service.describe_phase(p)), bar, curve, "\n".join(p.log), scores,
+                per_take)
+
+
+def eval_tables(report: Any) -> tuple[list[list[str]], list[list[str]]]:
+    """(WER/CER before, after and relative change; reference, base and fine-tuned per take)."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def change(before: float, after: float | None) -> str:
+        return "-" if after is None or before == 0 else f"{100 * (after - before) / before:+.0f}%"
+
+    scores = [["Word error rate (WER)", pct(report.wer_before), pct(report.wer_after),
+               change(report.wer_before, report.wer_after)],
+              ["Character error rate (CER)", pct(report.cer_before), pct(report.cer_after),
+               change(report.cer_before, report.cer_after)]]
+    per_take = [[r.take_id, r.reference, r.base, r.finetuned or "-"] for r in report.per_take]
+    return scores, per_take
+
+
+def poll(sess: Session | None) -> tuple[Any, ...]:
+    """The timer's tick: refresh everything; the timer stops itself once the run has finished."""
+    from voxspace import run_service
+
+    v = view(sess)
+    if v is None:
+        return (gr.skip(),) * 6 + (gr.Timer(active=False), *_idle_buttons(sess))
+    finished = run_service.progress(run_service.active_run(sess.identity)).finished
+    buttons = _idle_buttons(sess) if finished else _running_buttons()
+    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, gr.Timer(active=not finished), *buttons)
+
+
+def on_open(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
+    """Opening the tab: readiness, plan, terminal command, and following a run already going."""
+    from voxspace import run_service
+
+    text, cmd = readiness(sess)
+    run = run_service.active_run(sess.identity) if sess else None
+    going = run is not None and not run_service.progress(run).finished
+    buttons = _running_buttons() if going else _idle_buttons(sess)
+    return (text, plan(sess, preset, *values), cmd, gr.Timer(active=run is not None), *buttons)
+
+
+def dashboard_link(sess: Session | None) -> str:
+    """A link to trackio's dashboard of this machine's runs (loss, learning rate, WER...)."""
+    from voxspace.tracking import dashboard
+
+    if sess is None or sess.settings.in_space:
+        return ("Metrics are logged with trackio inside the Space; the dashboard opens when you run "
+                "VoxSpace on your own machine.")
+    try:
+        url = dashboard(sess.settings.data_dir / "trackio")
+    except Exception:  # a dashboard that cannot start must not break the page
+        log.exception("trackio dashboard did not start")
+        return "The training dashboard could not start; the metrics are still saved."
+    return f"[Open the training dashboard]({url}) (opens trackio in a new tab)."
+
+
+# --- layout ----------------------------------------------------------------------------------------
+@dataclass
+class TrainTab:
+    """The components app.py wires to the tab's select event."""
+
+    open_inputs: list[Any]
+    open_outputs: list[Any]
+
+
+def build(session: gr.State) -> TrainTab:
+    gr.Markdown("## Train your model\nA small LoRA adapter is fine-tuned on your takes, and the takes held "
+                "out are used to measure the error rate before and after.")
     text, cmd = readiness(None)
-    return [gr.Markdown(text, elem_id="train-readiness"),
-            gr.Textbox(cmd, label="Command", interactive=False, buttons=["copy"], elem_id="train-command")]
+    ready = gr.Markdown(text, elem_id="train-readiness")
+    preset = gr.Radio(list(PRESETS), value="quick", label="Preset", elem_id="train-preset",
+                      info=" ".join(PRESETS.values()))
+    q = preset_values("quick")
+    with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
+        with gr.Row():
+            rank = gr.Number(q[0], label="LoRA rank", precision=0, minimum=1, elem_id="train-rank")
+            alpha = gr.Number(q[1], label="LoRA alpha", precision=0, minimum=1, elem_id="train-alpha")
+            lr = gr.Number(q[2], label="Learning rate", elem_id="train-lr")
+        with gr.Row():
+            epochs = gr.Number(q[3], label="Epochs (passes over the takes)", precision=0, minimum=1,
+                               elem_id="train-epochs")
+            batch = gr.Number(q[4], label="Batch size", precision=0, minimum=1, elem_id="train-batch")
+            accum = gr.Number(q[5], label="Gradient accumulation steps", precision=0, minimum=1,
+                              elem_id="train-accum")
+        with gr.Row():
+            precision = gr.Radio(["8bit", "bf16", "fp32"], value=q[6], label="Base model precision",
+                                 info="8-bit needs the least memory; bf16 is faster on a large GPU.",
+                                 elem_id="train-precision")
+            slice_s = gr.Number(q[7], label="Seconds of training per GPU slice", precision=0, minimum=1,
+                                elem_id="train-slice")
+        sliced = gr.Checkbox(False, label="Train in slices with a checkpoint after each, as on ZeroGPU "
+                             "(always on there)", elem_id="train-sliced")
+    advanced = [rank, alpha, lr, epochs, batch, accum, precision, slice_s, sliced]
+    estimate = gr.Markdown(elem_id="train-estimate")
+    with gr.Row():
+        start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
+        cancel_btn = gr.Button("Cancel", interactive=False, elem_id="train-cancel")
+        resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
+    status = gr.HTML(elem_id="train-status")
+    bar = gr.HTML(elem_id="train-progress")
+    curve = gr.HTML(NO_CURVE, label="Training loss", elem_id="train-loss")
+    log_box = gr.Textbox(label="Latest log lines", lines=6, interactive=False, elem_id="train-log")
+    scores = gr.Dataframe(headers=EVAL_HEADERS, label="Error rate on the held-out takes", interactive=False,
+                          elem_id="train-scores")
+    per_take = gr.Dataframe(headers=TAKE_HEADERS, label="Each held-out take", interactive=False,
+                            elem_id="train-per-take")
+    with gr.Row():
+        dash_btn = gr.Button("Show the training dashboard link", elem_id="train-dashboard")
+        dash = gr.Markdown(elem_id="train-dashboard-link")
+    with gr.Accordion("Run the same training from a terminal", open=False, elem_id="train-cli"):
+        command = gr.Textbox(cmd, label="Command", interactive=False, buttons=["copy"],
+                             elem_id="train-command")
+    timer = gr.Timer(1.0, active=False)
+
+    buttons = [start_btn, cancel_btn, resume_btn]
+    preset.change(preset_values, [preset], advanced[:-1], show_progress="hidden")
+    for c in [preset, *advanced[:-1]]:
+        c.change(plan, [session, preset, *advanced[:-1]], [estimate], show_progress="hidden")
+    start_btn.click(start, [session, preset, *advanced], [status, timer, *buttons])
+    resume_btn.click(resume, [session], [status, timer, *buttons])
+    cancel_btn.click(cancel, [session], [status])
+    timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, timer, *buttons],
+               show_progress="hidden")
+    dash_btn.click(dashboard_link, [session], [dash])
+    return TrainTab([session, preset, *advanced[:-1]], [ready, estimate, command, timer, *buttons])

@@ -1,0 +1,55 @@
+"""From the Train tab, with the keyboard-reachable controls only: a quick run on the tiny Voxtral
+shows its progress live and ends with the WER table (issue 3, "Train tab")."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import pages
+from tests.browser.conftest import AppServer, space_env
+from tests.train.conftest import TEXTS, make_take
+
+pytestmark = pytest.mark.browser
+RUN_TIMEOUT_MS = 240_000  # a whole tiny run on a loaded 2-core machine; a bound, not a measurement
+
+
+def test_a_quick_tiny_run_from_the_train_tab_shows_progress_and_the_wer_table(
+    mic_browser, hub, tiny_voxtral_dir, tmp_path
+):
+    env = space_env(hub, tmp_path)
+    for var in ("SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES",
+                "OPENID_PROVIDER_URL"):
+        env.pop(var)  # someone's own machine, no token: takes in the local folder
+    env["VOXSPACE_BASE_MODEL"] = str(tiny_voxtral_dir)
+    app = AppServer(env, tmp_path)
+    for seq, text in enumerate(TEXTS):  # six takes already recorded: four to train on, two held out
+        make_take(app.data_dir / "local", seq, text)
+    app.start()
+    try:
+        ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, None)
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#train-readiness")).to_contain_text("6 takes")
+        expect(page.locator("#train-estimate")).to_contain_text("CPU only")
+        page.get_by_role("button", name="Advanced settings").click()
+        page.get_by_label("Epochs (passes over the takes)").fill("1")
+        page.get_by_label("Batch size").fill("2")
+        page.get_by_label("fp32").check()
+        page.get_by_role("button", name="Start training").click()
+
+        status = page.locator("#train-status")
+        expect(status).to_contain_text(re.compile("Measuring|Training"))  # live, while it runs
+        expect(status).to_contain_text(re.compile(r"Done\.|stopped|failed"), timeout=RUN_TIMEOUT_MS)
+        expect(status).to_contain_text("Done")
+        expect(page.locator("#train-progress")).to_contain_text("step 2 of 2")
+        expect(page.locator("#train-log textarea")).to_have_value(re.compile("step 2/2"))
+        scores = page.locator("#train-scores")
+        expect(scores).to_contain_text("Word error rate (WER)")
+        expect(scores).to_contain_text("%")
+        expect(page.locator("#train-per-take")).to_contain_text(TEXTS[1])  # a held-out reference
+        expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+        ctx.close()
+    finally:
+        app.stop()

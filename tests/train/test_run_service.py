@@ -1,0 +1,157 @@
+"""run_service: a person's run from the queue to WER before/after, its refusals, cancel and resume.
+
+Everything runs for real on the tiny Voxtral and espeak-ng takes, with checkpoints mirrored to the
+local Hub; ZeroGPU's scheduler is the only thing absent (outside a Space spaces.GPU is a no-op).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+
+import pytest
+
+from voxspace import checkpoint, gpu, run_service
+from voxspace.auth import Identity
+from voxspace.errors import BadHyperparameter, BadInput, HubError, NotEnoughTakes
+from voxspace.run_record import RunRecord
+from voxspace.train import TrainConfig
+
+from .conftest import make_take
+
+SMALL = dict(precision="fp32", batch_size=2, epochs=1)  # 4 training takes: 2 steps
+
+
+@pytest.fixture
+def settings(hub_settings, tiny_voxtral_dir):
+    return dataclasses.replace(hub_settings, base_model=str(tiny_voxtral_dir))
+
+
+@pytest.fixture
+def alice(hub_tokens) -> Identity:
+    return Identity("alice", token=hub_tokens["alice"], source="local")
+
+
+def _until(check, what: str):
+    """Poll a condition the run reaches by itself (pytest-timeout bounds it, not a clock here)."""
+    while not (value := check()):
+        time.sleep(0.05)
+    return value
+
+
+def test_a_queued_run_trains_in_slices_and_reports_wer_before_and_after(settings, alice, takes_dir, hub):
+    gpu.QUEUE.join("someone-else")  # another person's run holds the GPU
+    try:
+        handle = run_service.start_run(
+            settings,
+            alice,
+            data=str(takes_dir),
+            run_dir=run_service.runs_root(settings, alice) / "first",
+            config=TrainConfig(**SMALL),
+            sliced=True,
+            max_steps_per_slice=1,
+            max_new_tokens=6,
+        )
+        queued = _until(lambda: (p := run_service.progress(handle)).runs_ahead == 1 and p, "queued")
+        assert queued.phase == "queued" and "number 2 in the queue" in run_service.describe_phase(queued)
+        with pytest.raises(BadInput, match="already have a training run going"):  # one run per person
+            run_service.start_run(
+                settings,
+                alice,
+                data=str(takes_dir),
+                run_dir=handle.run_dir.parent / "second",
+                config=TrainConfig(),
+            )
+    finally:
+        gpu.QUEUE.leave("someone-else")
+    final = run_service.wait(handle)
+
+    assert final.phase == "done" and final.step == final.total == 2
+    assert sum(line.startswith("slice:") for line in handle.lines()) == 2  # one step each
+    record = RunRecord.load(handle.run_dir)
+    assert record.finished and record.eval is not None and record.eval.n_takes == 2
+    assert record.eval.wer_after is not None and all(r.finetuned is not None for r in record.eval.per_take)
+    assert final.eval == record.eval and len(final.losses) == 2
+    remote = checkpoint.find_remote_checkpoint("alice/voxspace-checkpoints", alice.token, hub.url)
+    assert remote["step"] == 2 and hub.is_private("alice/voxspace-checkpoints")
+    assert gpu.QUEUE.position("alice") is None  # the GPU is free again
+    assert run_service.find_resumable(settings, alice) is None  # finished and evaluated
+
+
+def test_a_bad_hyperparameter_is_refused_before_takes_or_model_are_touched(settings, alice, tmp_path):
+    with pytest.raises(BadHyperparameter, match="Learning rate"):
+        run_service.start_run(
+            settings,
+            alice,
+            data="alice/no-such-dataset",  # fetching it would fail differently
+            run_dir=tmp_path / "run",
+            config=TrainConfig(lr=-1.0),
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_takes_says_how_many_more_to_record(settings, alice, tmp_path):
+    for seq in range(2):  # one to train on, one held out: too few of both
+        make_take(tmp_path / "takes", seq, "hello world")
+    with pytest.raises(NotEnoughTakes, match=r"Record \d+ more take"):
+        run_service.start_run(
+            settings,
+            alice,
+            data=str(tmp_path / "takes"),
+            run_dir=tmp_path / "run",
+            config=TrainConfig(**SMALL),
+        )
+
+
+def test_takes_that_cannot_be_fetched_are_a_sentence_not_a_trace(settings, alice, tmp_path, fresh_repo_id):
+    with pytest.raises(HubError, match="the repository was not found"):
+        run_service.start_run(
+            settings,
+            alice,
+            data=fresh_repo_id("alice", "never-recorded"),
+            run_dir=tmp_path / "run",
+            config=TrainConfig(**SMALL),
+        )
+
+
+def test_cancel_keeps_a_checkpoint_that_resumes_from_the_hub_after_a_restart(settings, alice, takes_dir):
+    run_dir = run_service.runs_root(settings, alice) / "cancelled"
+    config = TrainConfig(**{**SMALL, "epochs": 2})
+    handle = run_service.start_run(
+        settings, alice, data=str(takes_dir), run_dir=run_dir, config=config, sliced=False, evaluate=False
+    )
+    run_service.cancel(handle)
+    stopped = run_service.wait(handle)
+    assert stopped.phase == "cancelled" and stopped.step < 4 and checkpoint.has_checkpoint(run_dir)
+    found = run_service.find_resumable(settings, alice)
+    assert found == run_service.Resumable(run_dir, stopped.step, 4, on_hub_only=False)
+    with pytest.raises(BadInput, match="resume it"):  # a new run must not overwrite it
+        run_service.start_run(settings, alice, data=str(takes_dir), run_dir=run_dir, config=config)
+
+    shutil.rmtree(run_service.runs_root(settings, alice))  # a Space restart: local disk gone
+    found = run_service.find_resumable(settings, alice)
+    assert found is not None and found.on_hub_only and (found.step, found.total) == (stopped.step, 4)
+    resumed = run_service.wait(
+        run_service.start_run(settings, alice, run_dir=found.run_dir, resume=True, max_new_tokens=6)
+    )
+    assert resumed.phase == "done" and resumed.step == 4
+    record = RunRecord.load(found.run_dir)
+    assert record.finished and record.eval.wer_after is not None
+    assert TrainConfig.from_dict(record.config) == config
+
+
+def test_nothing_to_resume_is_a_plain_message(settings, tmp_path):
+    nobody = Identity(None)
+    with pytest.raises(BadInput, match="Nothing to resume"):
+        run_service.start_run(settings, nobody, run_dir=tmp_path / "empty", resume=True)
+    assert run_service.find_resumable(settings, nobody) is None
+
+
+def test_the_estimate_grows_with_the_work_and_is_smaller_on_a_gpu():
+    quick, thorough = TrainConfig.quick(), TrainConfig.thorough()
+    gpu_min = run_service.estimate(quick, 50, 5.0, "zerogpu")
+    assert 0 < gpu_min < run_service.estimate(thorough, 50, 5.0, "zerogpu")
+    assert gpu_min < run_service.estimate(quick, 200, 20.0, "zerogpu")
+    assert run_service.estimate(quick, 50, 5.0, "cuda") < run_service.estimate(quick, 50, 5.0, "cpu")
+    assert run_service.estimate(quick, 0, 0.0, "cpu") == 0.0

@@ -1,0 +1,86 @@
+"""The Train tab's handlers, called directly: presets, plan, start, live view, WER tables, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from voxspace import run_service
+from voxspace.auth import Identity
+from voxspace.store import TakeStore, local_folder
+from voxspace.ui import publish, train
+from voxspace.ui.session import Session
+
+
+@pytest.fixture
+def sess(hub_settings, tiny_voxtral_dir, takes_dir) -> Session:
+    """A visitor on their own machine, not signed in: takes in the local folder, runs under runs_root."""
+    settings = dataclasses.replace(hub_settings, base_model=str(tiny_voxtral_dir))
+    shutil.copytree(takes_dir, local_folder(settings))
+    nobody = Identity(None)
+    return Session(settings=settings, identity=nobody, store=TakeStore.for_identity(settings, nobody))
+
+
+def test_presets_fill_the_advanced_fields_and_the_plan_names_the_hardware(sess):
+    assert train.preset_values("thorough") == [32, 64, 2e-4, 10, 4, 2, "8bit", 110]
+    values = train.preset_values("quick")
+    assert "CPU only" in train.plan(sess, "quick", *values) and "CPU minutes" in train.plan(
+        sess, "quick", *values
+    )
+    values[2] = 5.0  # a learning rate of 5: said before anything starts
+    assert "Learning rate must be" in train.plan(sess, "quick", *values)
+    assert train.plan(None, "quick", *values).startswith("Hardware:")
+
+
+def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
+    values = train.preset_values("quick")
+    values[3] = 0  # epochs
+    before = run_service.active_run(sess.identity)  # an earlier test's finished run, or None
+    status, _, start_btn, *_ = train.start(sess, "quick", *values, False)
+    assert "Epochs must be a whole number" in status and "Not saved" in status
+    assert start_btn["interactive"] is True and run_service.active_run(sess.identity) is before
+    assert "No training run is going" in train.cancel(sess)
+
+
+def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
+    values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60]
+    status, timer, start_btn, cancel_btn, _ = train.start(sess, "quick", *values, True)
+    assert "Starting" in status and timer.active and cancel_btn["interactive"] is True
+    assert start_btn["interactive"] is False  # one run at a time per person
+    final = run_service.wait(run_service.active_run(sess.identity))
+    assert final.phase == "done"
+
+    status, bar, curve, log, scores, per_take, timer, *_ = train.poll(sess)
+    assert "Done" in status and "step 2 of 2" in bar and not timer.active
+    assert curve.startswith("<svg") and 'role="img"' in curve and len(final.losses) == 2
+    assert "slice:" in log  # the box on the page asked for slices
+    assert [row[0] for row in scores] == ["Word error rate (WER)", "Character error rate (CER)"]
+    assert all(cell.endswith("%") for cell in scores[0][1:3])
+    assert len(per_take) == 2 and all(row[3] != "-" for row in per_take)
+    # the run is where the Publish tab looks, by the same rule as run_service
+    assert run_service.runs_root(sess.settings, sess.identity) == publish.runs_root(sess)
+    assert publish.list_runs(sess) == [final.run_dir.rsplit("/", 1)[1]]
+    text, estimate, cmd, timer, *_ = train.on_open(sess, "quick", *values)
+    assert "**6** takes" in text and "Hardware" in estimate and "--data" in cmd
+
+
+def test_cancel_then_resume_from_the_page(sess):
+    status, *_, resume_btn = train.resume(sess)
+    assert "no stopped run" in status and resume_btn["visible"] is False
+
+    values = [8, 16, 5e-4, 2, 2, 1, "fp32", 60]
+    train.start(sess, "quick", *values, False)
+    assert "Stopping at the end of this step" in train.cancel(sess)
+    stopped = run_service.wait(run_service.active_run(sess.identity))
+    status, *_, timer, start_btn, cancel_btn, resume_btn = train.poll(sess)
+    assert start_btn["interactive"] is True
+    assert "Cancelled" in status and not timer.active and cancel_btn["interactive"] is False
+    assert resume_btn["visible"] is True and f"step {stopped.step} of 4" in resume_btn["value"]
+
+    status, timer, *_ = train.resume(sess)
+    assert "Resuming" in status and timer.active
+    final = run_service.wait(run_service.active_run(sess.identity))
+    assert final.phase == "done" and final.run_dir == stopped.run_dir and final.step == 4
+    assert train.poll(sess)[-1]["visible"] is False  # nothing left to resume

@@ -1,0 +1,537 @@
+"""Run training for one person: the single layer the CLI and the Train tab both call.
+
+    handle = start_run(settings, identity, data="alice/voxspace-recordings", run_dir=root / "run-1",
+                       config=TrainConfig.quick())
+    p = progress(handle)      # phase, step/total, time left, losses, log lines, queue place, eval
+    cancel(handle)            # stops at the next step boundary; the checkpoint is kept
+    r = find_resumable(settings, identity)   # after a restart: a local run, or the Hub copy
+    start_run(settings, identity, run_dir=r.run_dir, resume=True)
+
+A run goes queued -> evaluating-before -> training -> evaluating-after -> done (or failed /
+cancelled). Hyperparameters and the takes are checked in `start_run` itself, before any model is
+loaded or GPU time spent, so a bad value or too few takes is an exception the caller shows at
+once; everything later is reported through `progress` with a sentence, never a traceback.
+
+One run holds the GPU at a time (gpu.QUEUE, for the whole run: both evaluations included); a
+second person's run waits in the queue and sees its place. On ZeroGPU (or when `sliced`) training
+is chained `@spaces.GPU` slices, each checkpoint pushed to the person's private model repo between
+slices so a Space restart loses nothing; on a dedicated GPU or a CPU it is one long slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
+
+from voxspace import checkpoint, gpu
+from voxspace.auth import Identity
+from voxspace.errors import BadInput, HubError, VoxSpaceError
+from voxspace.hub import as_user_error, user_cache_dir
+from voxspace.layout import split_for
+from voxspace.model import ModelConfig
+from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
+from voxspace.settings import Settings
+from voxspace.tracking import TrackioTracker
+from voxspace.train import RUN_SPEC, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_REPO_NAME = "voxspace-checkpoints"  # the person's private model repo for resumable state
+CANCEL_FILE = "CANCEL"  # a file, not an Event: it also reaches ZeroGPU's forked worker
+FINISHED = ("done", "failed", "cancelled")
+LOG_LINES = 12  # how many recent log lines progress() returns
+# Planning figures, seconds of compute per second of audio per epoch in bf16: bench/results/
+# h100_train_speed.txt measured 86.6 audio-s/s in bf16 and 39.3 in 8-bit on an H100 at full size;
+# ZeroGPU's card is taken as half as fast; the CPU figure is a rough guess for the 3B model.
+COMPUTE_S_PER_AUDIO_S = {"zerogpu": 0.025, "cuda": 0.012, "cpu": 10.0}
+INT8_SLOWDOWN = 2.2  # 8-bit base vs bf16, same bench
+EVAL_S_PER_TAKE = {"zerogpu": 2.0, "cuda": 2.0, "cpu": 30.0}
+
+
+# --- where runs live ---------------------------------------------------------------------------
+def runs_root(settings: Settings, identity: Identity) -> Path:
+    """This person's run folders (the Publish tab lists the finished ones from here)."""
+    return Path(settings.data_dir) / "runs" / (identity.username or "local")
+
+
+def checkpoint_repo(identity: Identity) -> str | None:
+    """The private model repo that mirrors a signed-in person's checkpoint; None when not signed in."""
+    return f"{identity.username}/{CHECKPOINT_REPO_NAME}" if identity.signed_in else None
+
+
+# --- progress -------------------------------------------------------------------------------------
+@dataclass
+class RunProgress:
+    """Everything the page and the CLI show about a run, as plain values."""
+
+    phase: str  # queued | evaluating-before | training | evaluating-after | done | failed | cancelled
+    run_dir: str
+    step: int = 0
+    total: int = 0
+    seconds_left: float | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    runs_ahead: int | None = None  # while queued: how many runs hold or wait for the GPU before this one
+    eval: EvalReport | None = None
+    message: str | None = None  # the sentence to show when the run failed
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED
+
+
+class Run:
+    """One person's training run, driven by a worker thread. Use the module functions on it."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        *,
+        owner: str,
+        sliced: bool,
+        cap_s: float,
+        push: Callable[[Path], None] | None,
+        tracker: Any,
+        evaluate: bool,
+        max_new_tokens: int,
+        max_steps_per_slice: int | None,
+        queue: gpu.RunQueue,
+    ) -> None:
+        self.trainer, self.owner, self.queue = trainer, owner, queue
+        self.run_dir = trainer.run_dir
+        self.cancel_path = self.run_dir / CANCEL_FILE
+        self.cancel_path.unlink(missing_ok=True)
+        self._sliced, self._cap_s, self._push, self._tracker = sliced, cap_s, push, tracker
+        self._evaluate, self._max_new_tokens, self._max_steps = evaluate, max_new_tokens, max_steps_per_slice
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._handle: gpu.RunHandle | None = None
+        self.phase, self.runs_ahead = "queued", None
+        self.step, self.total, self.step_time_s = 0, 0, None
+        self.losses: list[tuple[int, float]] = []
+        self.eval: EvalReport | None = None
+        self.error: BaseException | None = None
+        self.message: str | None = None
+        self._thread = threading.Thread(target=self._main, name=f"voxspace-run-{owner}", daemon=True)
+
+    # --- the worker -------------------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        log.info("%s: %s", self.run_dir.name, line)
+        with self._lock:
+            self._lines.append(line)
+
+    def _main(self) -> None:
+        try:
+            if not self._wait_for_turn():
+                self.phase = "cancelled"
+                self._say("Cancelled while waiting in the queue.")
+                return
+            self.runs_ahead = None
+            self.phase = "evaluating-before" if self._evaluate else "training"
+            self._say("Loading the base model.")
+            base = gpu.preload_base(self.trainer.model_cfg)  # once per process; later calls reuse it
+            record = RunRecord.load(self.run_dir) if (self.run_dir / SUMMARY).is_file() else None
+            before = record.eval if record and record.eval else None
+            if self._evaluate and before is None:
+                self.phase = "evaluating-before"
+                self._say(f"Measuring the base model on {len(self.trainer.test_takes)} held-out takes.")
+                before = evaluate_on_gpu(str(self.run_dir), None, self._max_new_tokens, int(self._cap_s))
+                self._store_eval(before)
+            self.phase = "training"
+            self._say(
+                f"Training on {len(self.trainer.train_takes)} takes "
+                f"({'in GPU slices' if self._sliced else 'in one run'})."
+            )
+            done = self._train_sliced() if self._sliced else self._train_long(base)
+            if not done:
+                self.phase = "cancelled"
+                self._say(f"Cancelled at step {self.step}/{self.total}; the checkpoint is kept for Resume.")
+                return
+            self._say(f"Adapter saved in {self.run_dir / ADAPTER_DIR}.")
+            if self._evaluate:
+                self.phase = "evaluating-after"
+                self._say("Measuring the fine-tuned model on the held-out takes.")
+                self._store_eval(
+                    evaluate_on_gpu(str(self.run_dir), before, self._max_new_tokens, int(self._cap_s))
+                )
+            self.phase = "done"
+            self._say("Done.")
+        except BaseException as e:  # the thread must report every failure, not die silently
+            log.exception("training run %s failed", self.run_dir)
+            typed = e if isinstance(e, VoxSpaceError) else gpu.zerogpu_error(e)
+            self.error = typed or e
+            self.message = (
+                typed.user_message
+                if typed is not None
+                else "Training stopped because of an unexpected error. The last checkpoint is kept; "
+                "try Resume, and if it fails again, report it with the Space's logs."
+            )
+            self.phase = "failed"
+            self._say(self.message)
+        finally:
+            self.queue.leave(self.owner)
+
+    def _wait_for_turn(self) -> bool:
+        """Wait in the shared queue; False if cancelled while waiting."""
+        while (place := self.queue.join(self.owner)) > 0:
+            if self.runs_ahead != place:
+                self.runs_ahead = place
+                self._say(f"Another training run is using the GPU; you are number {place + 1} in the queue.")
+            if self._cancelled.wait(0.5):
+                return False
+        return True
+
+    def _note_step(self, step: int, total: int, loss: float | None, step_time_s: float | None) -> None:
+        if step == self.step and total == self.total:
+            return
+        self.step, self.total, self.step_time_s = step, total, step_time_s
+        loss_s = "-" if loss is None else f"{loss:.4f}"
+        self._say(f"step {step}/{total}  loss {loss_s}")
+
+    def _train_long(self, base: tuple[Any, Any]) -> bool:
+        """One slice in a background worker (dedicated GPU or CPU); the checkpoint is pushed at the end."""
+        self.trainer._base = base  # the preloaded base, as gpu_slice does; Trainer takes no setter
+        self._handle = gpu.RunHandle(self.trainer)
+        if self._cancelled.is_set():  # before start: a cancel that came first stops it at step 0
+            self._handle.cancel()
+        self._handle.start()
+        while not self._handle.wait(0.5):
+            p = self._handle.progress()
+            self.losses = p.losses
+            self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
+        p = self._handle.progress()
+        self.losses = p.losses
+        self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
+        self.trainer.close()  # LoRA off the shared base before the evaluation attaches the adapter
+        self._push_checkpoint()
+        if self._handle.error is not None:
+            raise self._handle.error
+        return p.status == "done"
+
+    def _train_sliced(self) -> bool:
+        """Chained GPU slices (ZeroGPU), each checkpoint pushed between them."""
+
+        def on_slice(s: Any) -> None:
+            self.losses = [tuple(x) for x in checkpoint.read_state(self.run_dir)["loss_history"]]
+            self._note_step(s.step, s.total_steps, s.last_loss, s.step_time_s)
+            self._say(
+                f"slice: {s.steps_run} steps, {s.step_seconds:.1f} s in steps, "
+                f"{s.overhead_seconds:.1f} s overhead"
+            )
+
+        summary = gpu.run_in_slices(
+            self.run_dir,
+            cap_s=self._cap_s,
+            cancel_path=self.cancel_path,
+            on_slice=on_slice,
+            push=lambda _: self._push_checkpoint(),
+            tracker=self._tracker,
+            max_steps_per_slice=self._max_steps,
+            owner=self.owner,
+            queue=gpu.RunQueue(),  # this run already holds gpu.QUEUE, until its last evaluation
+        )
+        return bool(summary.done)
+
+    def _push_checkpoint(self) -> None:
+        if self._push is None or not checkpoint.has_checkpoint(self.run_dir):
+            return
+        try:
+            self._push(self.run_dir)
+        except HubError as e:  # losing the Hub copy must not lose the run
+            self._say(e.user_message)
+
+    def _store_eval(self, report: EvalReport) -> None:
+        self.eval = report
+        t = self.trainer
+        record = (
+            RunRecord.load(self.run_dir)
+            if (self.run_dir / SUMMARY).is_file()
+            else RunRecord(
+                base_model=t.model_cfg.base_model,
+                dataset=t.data,
+                config=t.config.to_dict(),
+                languages=sorted({x.take.language for x in t.train_takes if x.take.language}),
+                n_train_takes=len(t.train_takes),
+                n_test_takes=len(t.test_takes),
+            )
+        )
+        record.eval = report
+        record.save(self.run_dir)
+        if self._tracker is not None:
+            self._tracker.log_eval(report, step=record.steps_done)
+
+    def lines(self, since: int = 0) -> list[str]:
+        with self._lock:
+            return self._lines[since:]
+
+    def start(self) -> Run:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self.cancel_path.touch()  # read by a slice, even in ZeroGPU's forked worker
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """True once the worker has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int, cap_s: int) -> int:
+    return cap_s
+
+
+@spaces.GPU(duration=_eval_duration)
+def evaluate_on_gpu(run_dir: str, before: EvalReport | None, max_new_tokens: int, cap_s: int) -> EvalReport:
+    """One GPU call: the base model on the held-out takes (`before` None), or the adapter against `before`."""
+    from voxspace.evaluate import evaluate_adapter
+
+    trainer = Trainer(run_dir)
+    test = trainer.prepare().test_takes
+    adapter = None if before is None else Path(run_dir) / ADAPTER_DIR
+    base = gpu.preload_base(trainer.model_cfg)
+    return evaluate_adapter(base, test, adapter, before=before, max_new_tokens=max_new_tokens)
+
+
+# --- the functions both callers use -------------------------------------------------------------
+_ACTIVE: dict[str, Run] = {}  # owner -> their latest run in this process (a reloaded page finds it)
+
+
+def start_run(
+    settings: Settings,
+    identity: Identity,
+    *,
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    sliced: bool | None = None,
+    evaluate: bool = True,
+    max_new_tokens: int = 64,
+    max_steps_per_slice: int | None = None,
+    queue: gpu.RunQueue | None = None,
+) -> Run:
+    """Check the request, fetch the takes, and start the run in a worker; returns at once.
+
+    Raises (before any model load or GPU time): BadHyperparameter, BadInput (nothing to resume,
+    or a run already in `run_dir`), NotEnoughTakes, HubError/BadInput when the takes cannot be
+    fetched, Busy when this person already has a run going. `sliced` None means: slices on ZeroGPU.
+    """
+    owner = identity.username or "local"
+    if (current := _ACTIVE.get(owner)) is not None and current.phase not in FINISHED:
+        raise BadInput("You already have a training run going: wait for it to finish or cancel it.")
+    run_dir = Path(run_dir)
+    if config is not None:
+        config.validate()  # first: a bad value must cost nothing
+    if resume:
+        if not (run_dir / RUN_SPEC).is_file() and not checkpoint.has_checkpoint(run_dir):
+            repo = checkpoint_repo(identity)
+            if (
+                repo is None
+                or checkpoint.find_remote_checkpoint(repo, identity.token, settings.hub_endpoint) is None
+            ):
+                raise BadInput(f"Nothing to resume in {run_dir}: it holds no training run.")
+            checkpoint.pull_checkpoint(run_dir, repo, identity.token, settings.hub_endpoint)
+        config, data = None, None  # a resumed run keeps its own settings and data (run.json)
+    else:
+        if checkpoint.has_checkpoint(run_dir):
+            raise BadInput(f"{run_dir} already holds a training run: resume it, or pick a new name.")
+        if config is None or data is None:
+            raise BadInput("A new run needs takes to train on and its settings.")
+        shutil.rmtree(run_dir / "encoder_cache", ignore_errors=True)
+    model_cfg = None
+    if config is not None:
+        model_cfg = ModelConfig(settings.base_model, precision=config.precision, token=identity.token)
+    trainer = Trainer(
+        run_dir,
+        config,
+        data,
+        model_cfg,
+        data_token=identity.token,
+        data_endpoint=settings.hub_endpoint,
+        data_cache_dir=user_cache_dir(settings, identity),
+    )
+    trainer.model_cfg.token = identity.token
+    try:
+        trainer.prepare()  # fetches the takes; NotEnoughTakes here
+    except Exception as e:  # a Hub failure while fetching: one sentence (as_user_error keeps typed ones)
+        raise as_user_error(e, action="read your takes from", repo_id=trainer.data) from e
+    tracker = TrackioTracker(run_dir.resolve().name, trackio_dir=Path(settings.data_dir) / "trackio")
+    repo = checkpoint_repo(identity)
+    push = None
+    if repo is not None:
+
+        def push(d: Path) -> None:
+            checkpoint.push_checkpoint(d, repo, identity.token, settings.hub_endpoint)
+
+    hw_sliced = gpu.detect_hardware().kind == "zerogpu"
+    sliced = hw_sliced if sliced is None else sliced
+    if not sliced:
+        trainer.tracker = tracker
+    run = Run(
+        trainer,
+        owner=owner,
+        sliced=sliced,
+        cap_s=settings.slice_cap_s if hw_sliced else trainer.config.slice_seconds,
+        push=push,
+        tracker=tracker,
+        evaluate=evaluate,
+        max_new_tokens=max_new_tokens,
+        max_steps_per_slice=max_steps_per_slice,
+        queue=gpu.QUEUE if queue is None else queue,
+    )
+    _ACTIVE[owner] = run
+    return run.start()
+
+
+def active_run(identity: Identity) -> Run | None:
+    """This person's latest run in this process, so a reloaded page can follow it again."""
+    return _ACTIVE.get(identity.username or "local")
+
+
+def progress(handle: Run) -> RunProgress:
+    """A snapshot for the page (poll it) or the CLI."""
+    left = None
+    if handle.phase == "training" and handle.step_time_s and handle.total:
+        left = (handle.total - handle.step) * handle.step_time_s
+    return RunProgress(
+        phase=handle.phase,
+        run_dir=str(handle.run_dir),
+        step=handle.step,
+        total=handle.total,
+        seconds_left=left,
+        losses=list(handle.losses),
+        log=handle.lines()[-LOG_LINES:],
+        runs_ahead=handle.runs_ahead if handle.phase == "queued" else None,
+        eval=handle.eval,
+        message=handle.message,
+    )
+
+
+def cancel(handle: Run) -> None:
+    """Stop at the next step boundary (a queued run just leaves the queue); the checkpoint is kept."""
+    handle.cancel()
+
+
+def wait(handle: Run, *, on_line: Callable[[str], None] | None = None, poll_s: float = 0.5) -> RunProgress:
+    """Block until the run ends, passing each new log line to `on_line`; re-raise a failure (CLI)."""
+    seen = 0
+
+    def drain() -> None:
+        nonlocal seen
+        new = handle.lines(seen)
+        seen += len(new)
+        for line in new:
+            if on_line is not None:
+                on_line(line)
+
+    while not handle.join(poll_s):
+        drain()
+    drain()
+    if handle.error is not None:
+        raise handle.error
+    return progress(handle)
+
+
+# --- resuming after a restart --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resumable:
+    run_dir: Path
+    step: int
+    total: int
+    on_hub_only: bool  # the local folder is gone (a Space restart): start_run(resume=True) pulls it
+
+    def describe(self) -> str:
+        where = "saved in your model repo" if self.on_hub_only else "saved on this machine"
+        return f"A training run stopped at step {self.step} of {self.total} ({where}). Resume continues it."
+
+
+def find_resumable(settings: Settings, identity: Identity) -> Resumable | None:
+    """The newest unfinished run: a local run folder with a checkpoint, else the Hub's copy."""
+    root = runs_root(settings, identity)
+    folders = sorted(
+        (d for d in root.glob("*") if checkpoint.has_checkpoint(d)),
+        key=lambda d: d.stat().st_mtime,
+        reverse=True,
+    )
+    for d in folders:
+        state = checkpoint.read_state(d)
+        record = RunRecord.load(d) if (d / SUMMARY).is_file() else None
+        evaluated = record is not None and record.eval is not None and record.eval.wer_after is not None
+        if state["step"] < state["total_steps"] or not evaluated:
+            return Resumable(d, state["step"], state["total_steps"], on_hub_only=False)
+    repo = checkpoint_repo(identity)
+    if repo is None:
+        return None
+    try:
+        state = checkpoint.find_remote_checkpoint(repo, identity.token, settings.hub_endpoint)
+    except Exception:  # an unreachable Hub must not break the page; there is just nothing to offer
+        log.warning("could not look for a checkpoint in %s", repo, exc_info=True)
+        return None
+    if state is None or state["step"] >= state["total_steps"]:
+        return None
+    return Resumable(root / f"restored-step-{state['step']}", state["step"], state["total_steps"], True)
+
+
+# --- the estimate shown before starting ----------------------------------------------------------
+def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -> float:
+    """GPU minutes (CPU minutes on a CPU) a run should take: training plus both evaluations.
+
+    A planning figure from audio length, epochs and the kind of hardware, not a promise.
+    """
+    kind = hardware if hardware in COMPUTE_S_PER_AUDIO_S else "cpu"
+    if n_takes <= 0:
+        return 0.0
+    marks = [split_for(i) for i in range(n_takes)]
+    n_train, n_test = marks.count("train"), marks.count("test")
+    audio_s = minutes * 60 * n_train / n_takes
+    train_s = (
+        audio_s
+        * config.epochs
+        * COMPUTE_S_PER_AUDIO_S[kind]
+        * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
+    )
+    steps = math.ceil(math.ceil(n_train / config.batch_size) / config.grad_accum) * config.epochs
+    slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1
+    overhead_s = slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05
+    eval_s = 2 * n_test * EVAL_S_PER_TAKE[kind]
+    return round((train_s + overhead_s + eval_s) / 60, 1)
+
+
+def describe_phase(p: RunProgress) -> str:
+    """One plain sentence for where the run is (the page's status line)."""
+    if p.phase == "queued":
+        ahead = p.runs_ahead or 0
+        return (
+            f"Waiting for the GPU: you are number {ahead + 1} in the queue. Your run starts by itself."
+            if ahead
+            else "Starting…"
+        )
+    if p.phase == "training":
+        left = "" if p.seconds_left is None else f", about {_duration(p.seconds_left)} left"
+        return f"Training: step {p.step} of {p.total or '?'}{left}."
+    return {
+        "evaluating-before": "Measuring how well the base model knows your voice…",
+        "evaluating-after": "Measuring how well the fine-tuned model knows your voice…",
+        "done": "Done. The adapter is ready on the Publish tab.",
+        "cancelled": "Cancelled. The checkpoint is kept: Resume continues from it.",
+        "failed": p.message or "Training failed.",
+    }[p.phase]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
