@@ -79,3 +79,8 @@ class RunRecord:
             ev = EvalReport(**ev)
         raw["loss_history"] = [tuple(x) for x in raw.get("loss_history", [])]
         return cls(**raw, eval=ev)
+
+
+def runs_root(data_dir: Path, username: str | None) -> Path:
+    """A person's run folders: the Train tab and `train --out` write here, Publish lists them."""
+    return Path(data_dir) / "runs" / (username or "local")

@@ -31,7 +31,7 @@ from typing import Any
 
 import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace import checkpoint, gpu
+from voxspace import checkpoint, gpu, run_record
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
@@ -59,7 +59,7 @@ EVAL_S_PER_TAKE = {"zerogpu": 2.0, "cuda": 2.0, "cpu": 30.0}
 # --- where runs live ---------------------------------------------------------------------------
 def runs_root(settings: Settings, identity: Identity) -> Path:
     """This person's run folders (the Publish tab lists the finished ones from here)."""
-    return Path(settings.data_dir) / "runs" / (identity.username or "local")
+    return run_record.runs_root(settings.data_dir, identity.username)
 
 
 def checkpoint_repo(identity: Identity) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from voxspace import run_record
 from voxspace.errors import VoxSpaceError
 from voxspace.run_record import SUMMARY
 from voxspace.ui.progress import status_html
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def runs_root(sess: Session) -> Path:
     """Where this visitor's training runs live (the Train tab and `train --out` write here)."""
-    return Path(sess.settings.data_dir) / "runs" / (sess.identity.username or "local")
+    return run_record.runs_root(sess.settings.data_dir, sess.identity.username)
 
 
 def list_runs(sess: Session | None) -> list[str]:
