@@ -132,7 +132,9 @@
   setInterval(() => {
     const rec = !!(stopButton(byId("take-audio")) || stopButton(byId("handsfree-audio")));
     if (rec !== state.rec) {
-      if (state.rec && !rec && !state.handsFree) { // a manual take stopped: its upload starts now
+      // A manual take stopped: its upload starts now, unless afterRecording already ran (the
+      // upload can finish before this tick sees the stop; a Save then must not wait for it).
+      if (state.rec && !rec && !state.handsFree && document.body.dataset.vxTake !== "ready") {
         state.uploading = true;
         setTimeout(() => { state.uploading = false; }, 20000); // never block Save for good
       }
