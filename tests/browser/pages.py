@@ -107,3 +107,14 @@ def metadata_rows(folder: Path) -> list[dict]:
 def count_from_progress(page: Page) -> int:
     m = re.search(r"(\d+)\s+takes?\s+saved", page.locator("#progress").inner_text())
     return int(m.group(1)) if m else -1
+
+
+def start_tiny_run(page: Page, takes: int) -> None:
+    """Open the Train tab and start one fp32 pass at batch 2 (no 8-bit kernels on this CPU)."""
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-readiness")).to_contain_text(f"{takes} takes")
+    page.get_by_role("button", name="Advanced settings").click()
+    page.get_by_label("Epochs (passes over the takes)").fill("1")
+    page.get_by_label("Batch size").fill("2")
+    page.get_by_label("fp32").check()
+    page.get_by_role("button", name="Start training").click()

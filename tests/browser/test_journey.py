@@ -58,13 +58,8 @@ def _walk(page, hub) -> None:
 
     # Train the tiny model: the quick preset, one pass in fp32 (no 8-bit kernels on this CPU).
     page.get_by_role("tab", name="Train").click()
-    expect(page.locator("#train-readiness")).to_contain_text("6 takes")
     expect(page.get_by_label("quick")).to_be_checked()
-    page.get_by_role("button", name="Advanced settings").click()
-    page.get_by_label("Epochs (passes over the takes)").fill("1")
-    page.get_by_label("Batch size").fill("2")
-    page.get_by_label("fp32").check()
-    page.get_by_role("button", name="Start training").click()
+    pages.start_tiny_run(page, takes=6)
     status = page.locator("#train-status")
     expect(status).to_contain_text(re.compile(r"Done\.|stopped|failed"), timeout=RUN_TIMEOUT_MS)
     expect(status).to_contain_text("Done")

@@ -31,13 +31,8 @@ def test_a_quick_tiny_run_from_the_train_tab_shows_progress_and_the_wer_table(
     try:
         ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, None)
         page.get_by_role("tab", name="Train").click()
-        expect(page.locator("#train-readiness")).to_contain_text("6 takes")
         expect(page.locator("#train-estimate")).to_contain_text("CPU only")
-        page.get_by_role("button", name="Advanced settings").click()
-        page.get_by_label("Epochs (passes over the takes)").fill("1")
-        page.get_by_label("Batch size").fill("2")
-        page.get_by_label("fp32").check()
-        page.get_by_role("button", name="Start training").click()
+        pages.start_tiny_run(page, takes=6)
 
         status = page.locator("#train-status")
         expect(status).to_contain_text(re.compile("Measuring|Training"))  # live, while it runs
