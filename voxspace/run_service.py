@@ -251,19 +251,8 @@ class Run:
 
     def _store_eval(self, report: EvalReport) -> None:
         self.eval = report
-        t = self.trainer
-        record = (
-            RunRecord.load(self.run_dir)
-            if (self.run_dir / SUMMARY).is_file()
-            else RunRecord(
-                base_model=t.model_cfg.base_model,
-                dataset=t.data,
-                config=t.config.to_dict(),
-                languages=sorted({x.take.language for x in t.train_takes if x.take.language}),
-                n_train_takes=len(t.train_takes),
-                n_test_takes=len(t.test_takes),
-            )
-        )
+        summary = self.run_dir / SUMMARY
+        record = RunRecord.load(self.run_dir) if summary.is_file() else self.trainer.record()
         record.eval = report
         record.save(self.run_dir)
         if self._tracker is not None:

@@ -565,8 +565,12 @@ class Trainer:
         return out
 
     def record(self) -> RunRecord:
-        """The run's summary.json, keeping an evaluation already stored there."""
+        """The run's summary.json, keeping an evaluation already stored there.
+
+        Usable from prepare() on: before setup() there are no steps yet.
+        """
         previous = RunRecord.load(self.run_dir) if (self.run_dir / "summary.json").is_file() else None
+        started = hasattr(self, "loss_history")  # setup() sets it after total_steps and step
         return RunRecord(
             base_model=self.model_cfg.base_model,
             dataset=self.data,
@@ -575,11 +579,11 @@ class Trainer:
             n_train_takes=len(self.train_takes),
             n_test_takes=len(self.test_takes),
             train_minutes=round(sum(t.take.duration for t in self.train_takes) / 60, 3),
-            steps_done=self.step,
-            steps_total=self.total_steps,
-            loss_history=list(self.loss_history),
+            steps_done=self.step if started else 0,
+            steps_total=self.total_steps if started else 0,
+            loss_history=list(self.loss_history) if started else [],
             eval=previous.eval if previous else None,
-            finished=self.done,
+            finished=self.done if started else False,
         )
 
     def close(self) -> Any:
