@@ -14,20 +14,22 @@ slice code), one after another in this process:
                 logits only where a label follows, LoRA on the language model only
   -LEVER        the default with that one lever switched off
   +grad_ckpt    the default with gradient checkpointing (saves memory, costs compute)
+  +fit_2x4      8 takes per step (2 x 4) like -batch_4x1, but with the passes fitted to free memory
 We ablate from the default instead of adding each lever to upstream because the levers depend on
 each other: the cache is only valid once LoRA is out of the encoder, and the logits/padding savings
 only show once the encoder backward no longer dominates a step.
 
-Each variant runs two slices (Trainer.train_slice): slice 1 is the first epoch (setup, warm-up,
-encoder-cache fill, checkpoint), slice 2 runs --steps steady-state steps (checkpoint). Columns:
-s/step and takes/s, audio-s/s (slice 2); peak memory (GPU: torch.cuda.max_memory_allocated, weights
-included; CPU: peak RSS sampled during the variant); steps% = share of each slice's seconds spent in
-optimizer steps (SliceSummary); run_s = projected seconds for --epochs epochs over these takes (slice 1
-as measured + later epochs at the slice-2 rate); x-columns: ratios against upstream (>1 is better
-for speed, <1 is better for memory). For the default it also times the before/after evaluation
-(generate on --eval-takes held-out takes, as voxspace.evaluate does). Random weights never emit EOS,
-so generation runs to max_new_tokens: an upper bound. Needs only torch, transformers, peft,
-bitsandbytes and numpy with --full-size (a lent GPU machine has no mistral-common or soundfile).
+Each variant runs two slices (Trainer.train_slice): slice 1 is the first epoch (setup, warm-up, encoder-
+cache fill, checkpoint), slice 2 runs --steps steady-state steps (checkpoint). Columns: pass = the most
+takes one forward pass held in slice 2 (fitted to free memory on a GPU); s/step and takes/s, audio-s/s
+(slice 2); peak memory (GPU: torch.cuda.max_memory_allocated, weights included; CPU: peak RSS sampled
+during the variant); steps% = share of each slice's seconds spent in optimizer steps (SliceSummary);
+run_s = projected seconds for --epochs epochs over these takes (slice 1 as measured + later epochs at
+the slice-2 rate); x-columns: ratios against upstream (>1 is better for speed, <1 is better for memory).
+For the default it also times the before/after evaluation (generate on --eval-takes held-out takes, as
+voxspace.evaluate does). Random weights never emit EOS, so generation runs to max_new_tokens: an upper
+bound. Needs only torch, transformers, peft, bitsandbytes and numpy with --full-size (a lent GPU machine
+has no mistral-common or soundfile).
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ UPSTREAM = dict(
     length_batching=False,
     label_logits_only=False,
     lora_targets="attention_everywhere",
+    auto_batch=False,
 )
+GPU_ONLY = ("-8bit", "-auto_batch", "+fit_2x4")  # the same computation as another variant on a CPU
 
 
 # --- the variants ------------------------------------------------------------------------------------
@@ -95,7 +99,17 @@ def build_variants(epochs: int = 5) -> list[Variant]:
             "LoRA q/k/v/o everywhere as upstream (cache must be off)",
         ),
         Variant("-8bit", replace(d, precision="bf16"), "bf16 base instead of 8-bit"),
-        Variant("-batch_4x1", replace(d, batch_size=2, grad_accum=4), "upstream's batch 2 x accumulation 4"),
+        Variant(
+            "-batch_4x1",
+            replace(d, batch_size=2, grad_accum=4, auto_batch=False),
+            "upstream's batch 2 x accumulation 4, passes not fitted",
+        ),
+        Variant("-auto_batch", replace(d, auto_batch=False), "always batch_size takes per pass"),
+        Variant(
+            "+fit_2x4",
+            replace(d, batch_size=2, grad_accum=4),
+            "8 takes per step as -batch_4x1, passes fitted to free memory",
+        ),
         Variant("+grad_ckpt", replace(d, gradient_checkpointing=True), "gradient checkpointing on"),
     ]
 
@@ -218,7 +232,7 @@ def _free_memory() -> None:
 
 def failed_row(v: Variant, error: str | None) -> dict[str, Any]:
     """A row that says what was asked for; run_variant fills in the figures when it succeeds."""
-    keys = (*UPSTREAM, "gradient_checkpointing", "rank", "epochs")
+    keys = (*UPSTREAM, "gradient_checkpointing", "rank", "epochs")  # UPSTREAM holds auto_batch
     row = {"name": v.name, "what": v.what, "ok": False, "config": {k: getattr(v.config, k) for k in keys}}
     return {**row, "error": error[:300]} if error else row
 
@@ -277,6 +291,7 @@ def run_variant(
             projected_run_s=round(first.step_seconds + (v.config.epochs - 1) * spe * per_step, 2),
             setup_and_save_s=round(first.overhead_seconds, 3),
             last_loss=steady.last_loss,
+            takes_per_pass=steady.takes_per_pass,
         )
         if eval_takes:
             row["eval"] = time_evaluation(trainer, [t.example for t in eval_takes], max_new_tokens)
@@ -329,19 +344,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 def format_table(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
     """One line per variant; on a CPU also process CPU-seconds per step (steadier than wall time
     when other work shares the cores)."""
-    head = ["variant", "prec", "batch", "s/step", "takes/s", "audio-s/s", "peak MB", "steps% s1/s2",
+    head = ["variant", "prec", "batch", "pass", "s/step", "takes/s", "audio-s/s", "peak MB", "steps% s1/s2",
             "run_s", "x takes/s", "x run", "x mem"] + (["cpu-s/step"] if cpu else [])  # fmt: skip
     lines, errors = [head], []
     for r in rows:
         c = r["config"]
         cells = [r["name"], c["precision"], f"{c['batch_size']}x{c['grad_accum']}"]
         if not r["ok"]:
-            lines.append([*cells, "FAILED", *["-"] * (len(head) - 4)])
+            lines.append([*cells, "-", "FAILED", *["-"] * (len(head) - 5)])
             errors.append(f"{r['name']}: {r['error']}")
             continue
         ratio = r.get("vs_upstream", {})
         lines.append([
-            *cells, f"{r['s_per_step']:.3f}", f"{r['takes_per_s']:.2f}", f"{r['audio_s_per_s']:.1f}",
+            *cells, str(r["takes_per_pass"]), f"{r['s_per_step']:.3f}", f"{r['takes_per_s']:.2f}",
+            f"{r['audio_s_per_s']:.1f}",
             f"{r['peak_mb']:.0f}", "/".join(f"{100 * s['step_share']:.0f}" for s in r["slices"]),
             f"{r['projected_run_s']:.1f}",
             *(f"{ratio[k]:.2f}" if k in ratio else "-" for k in ("takes_per_s", "run", "peak_mem")),
@@ -404,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # A CPU without AVX512-BF16 emulates bf16 (and 8-bit computes in bf16): a 400x3072x8192
         # matmul took 278 s in bf16 vs 1 s in fp32 here. That would time the emulation, not the levers.
         fp32 = [replace(v, config=replace(v.config, precision="fp32")) for v in variants]
-        variants = [v for v in fp32 if v.name != "-8bit"]
+        variants = [v for v in fp32 if v.name not in GPU_ONLY]
     if args.variants:
         wanted = set(args.variants.split(","))
         variants = [v for v in variants if v.name in wanted]

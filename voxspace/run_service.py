@@ -224,8 +224,8 @@ class Run:
             self.losses = [tuple(x) for x in checkpoint.read_state(self.run_dir)["loss_history"]]
             self._note_step(s.step, s.total_steps, s.last_loss, s.step_time_s)
             self._say(
-                f"slice: {s.steps_run} steps, {s.step_seconds:.1f} s in steps, "
-                f"{s.overhead_seconds:.1f} s overhead"
+                f"slice: {s.steps_run} steps, up to {s.takes_per_pass} takes per pass, "
+                f"{s.step_seconds:.1f} s in steps, {s.overhead_seconds:.1f} s overhead"
             )
 
         summary = gpu.run_in_slices(
@@ -492,7 +492,7 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -
         * COMPUTE_S_PER_AUDIO_S[kind]
         * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
     )
-    steps = math.ceil(math.ceil(n_train / config.batch_size) / config.grad_accum) * config.epochs
+    steps = math.ceil(n_train / (config.batch_size * config.grad_accum)) * config.epochs
     slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1
     overhead_s = slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05
     eval_s = 2 * n_test * EVAL_S_PER_TAKE[kind]

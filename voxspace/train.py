@@ -10,7 +10,11 @@ Contract (torchtune-like): `setup()` builds everything and resumes from the chec
 exists; `train_slice()` trains until the budget would be overrun by one more step, then saves a
 checkpoint and returns a small picklable `SliceSummary`. N steps in one slice and the same N steps
 in k slices give identical weights: the checkpoint holds the adapter, optimizer, scheduler, every
-RNG state and the data position (epoch, index into a seeded batch plan).
+RNG state and the data position (epoch, index into a seeded step plan).
+
+Each optimizer step learns from `batch_size x grad_accum` takes; on a GPU, how many of them share a
+forward pass is fitted to the free memory (voxspace.batching), and a step that runs out of memory is
+retried in smaller passes, with gradient checkpointing switched on if even one take does not fit.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voxspace import checkpoint
+from voxspace.batching import CudaMemory, MemoryFit, MemoryMeter, PassFitter, plan_steps
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
@@ -55,8 +60,8 @@ class TrainConfig:
     dropout: float = 0.05
     lr: float = 3e-4
     epochs: int = 5
-    batch_size: int = 4
-    grad_accum: int = 1
+    batch_size: int = 4  # takes per forward pass (unless auto_batch fits it to the GPU)
+    grad_accum: int = 1  # passes per optimizer step: batch_size x grad_accum takes per step
     precision: str = "8bit"
     slice_seconds: int = 110  # a ZeroGPU slice's budget for steps (its call is capped separately)
     seed: int = 0
@@ -68,6 +73,7 @@ class TrainConfig:
     length_batching: bool = True  # (b) takes of similar length share a batch: less padding
     label_logits_only: bool = True  # (c) lm_head only where a label follows
     gradient_checkpointing: bool = False  # (d) less activation memory, ~30% more compute
+    auto_batch: bool = True  # (e) on a GPU, takes per pass fitted to free memory; takes per step kept
     cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache
     lora_targets: str = "language_model"  # "attention_everywhere" only to measure the old recipe
 
@@ -148,6 +154,7 @@ class SliceSummary:
     overhead_seconds: float  # setup, checkpoint save, everything else in this slice
     step_time_s: float | None  # running estimate of one step, for planning the next slice
     epoch: int = 0
+    takes_per_pass: int = 0  # the most takes one forward pass held in this slice (fitted on a GPU)
 
     @property
     def progress(self) -> float:
@@ -170,25 +177,6 @@ def cancel_requested(cancel: CancelFlag) -> bool:
     if isinstance(cancel, threading.Event):
         return cancel.is_set()
     return Path(cancel).exists()
-
-
-def plan_batches(
-    lengths: list[int], batch_size: int, seed: int, epoch: int, length_aware: bool
-) -> list[list[int]]:
-    """The epoch's micro-batches (indices into the examples), a pure function of its arguments.
-
-    Length-aware: shuffle, sort by length (stable), cut into batches, shuffle the batch order, so
-    batches hold similar lengths (little padding) yet arrive in a random order every epoch.
-    """
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    if length_aware:
-        order.sort(key=lambda i: lengths[i])
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if length_aware:
-        rng.shuffle(batches)
-    return batches
 
 
 class _WarmupCosine:
@@ -220,8 +208,10 @@ class Trainer:
         data_endpoint: str | None = None,
         data_cache_dir: str | Path | None = None,
         examples: list[Example] | None = None,
+        memory: MemoryMeter | None = None,
     ) -> None:
-        """`examples`: already-encoded training examples (benchmarks); then `data` is only a label."""
+        """`examples`: already-encoded training examples (benchmarks); then `data` is only a label.
+        `memory`: the device-memory counters that fit passes to the GPU (CUDA's by default)."""
         self.run_dir = Path(run_dir)
         spec = self._read_spec()
         if config is None or data is None:
@@ -240,6 +230,7 @@ class Trainer:
         self.tracker = tracker
         self._data_kw = dict(token=data_token, endpoint=data_endpoint, cache_dir=data_cache_dir)
         self._given_examples = examples
+        self._memory = memory
         self.ready = False
         self.prepared = False
         self.config.validate()  # before any data, model or GPU time is spent
@@ -299,8 +290,7 @@ class Trainer:
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.checkpointing = self.config.gradient_checkpointing or needs_checkpointing(self.device)
         if self.checkpointing:
-            # non-reentrant: the LM's input (cached audio embeddings) needs no grad of its own
-            self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
+            self._enable_checkpointing()
         self.collator = TranscriptionCollator(self.processor)
         self.examples: list[Example] = (
             self._given_examples if self._given_examples is not None else self._encoded_examples()
@@ -313,8 +303,13 @@ class Trainer:
             if self.config.encoder_cache
             else None
         )
-        self.micro_per_epoch = math.ceil(len(self.examples) / self.config.batch_size)
-        self.steps_per_epoch = math.ceil(self.micro_per_epoch / self.config.grad_accum)
+        self.step_size = self.config.batch_size * self.config.grad_accum  # takes per optimizer step
+        self.steps_per_epoch = math.ceil(len(self.examples) / self.step_size)
+        meter = self._memory
+        if meter is None and self.config.auto_batch and self.device.type == "cuda":
+            meter = CudaMemory(self.device)
+        cache_reserve = self.config.cache_max_mb * 2**20 if self.config.encoder_cache else 0
+        self.fitter = PassFitter(meter, self.config.batch_size, extra_reserve_bytes=cache_reserve)
         self.total_steps = self.steps_per_epoch * self.config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
         on_gpu = self.device.type == "cuda"  # one fused kernel per step there; foreach on the CPU
@@ -326,7 +321,7 @@ class Trainer:
             self.optimizer, _WarmupCosine(warmup, self.total_steps)
         )
 
-        self.step, self.epoch, self.micro = 0, 0, 0
+        self.step, self.epoch, self.position = 0, 0, 0  # position: the next step in this epoch's plan
         self.loss_history: list[tuple[int, float]] = []
         self.step_time_s: float | None = None
         self.save_s = 0.0
@@ -335,6 +330,11 @@ class Trainer:
         self.ready = True
         self._pending_overhead = time.monotonic() - started
         return self
+
+    def _enable_checkpointing(self) -> None:
+        # non-reentrant: the LM's input (cached audio embeddings) needs no grad of its own
+        self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
+        self.checkpointing = True
 
     def _encoded_examples(self) -> list[Example]:
         """Tokens and mel features of the training takes, computed once per run and kept in run_dir.
@@ -378,7 +378,12 @@ class Trainer:
         random.setstate(rng["python"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
+        self.step, self.epoch = state["step"], state["epoch"]
+        # "micro" (passes into the epoch): checkpoints written before steps were planned whole
+        self.position = state["position"] if "position" in state else state["micro"] // self.config.grad_accum
+        self.fitter.fit = MemoryFit.from_dict(state.get("memory_fit")) if self.fitter.meter else None
+        if state.get("checkpointing") and not self.checkpointing:  # switched on after an OOM
+            self._enable_checkpointing()
         self.loss_history = [tuple(x) for x in state["loss_history"]]
         self.step_time_s = state.get("step_time_s")
         self.save_s = state.get("save_s", 0.0)
@@ -425,21 +430,18 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         import torch
 
-        plan = plan_batches(
-            [len(e) for e in self.examples],
-            self.config.batch_size,
-            self.config.seed,
-            self.epoch,
-            self.config.length_batching,
-        )
-        micro = plan[self.micro : self.micro + self.config.grad_accum]
-        batches = [[self.examples[i] for i in ids] for ids in micro]
-        n_tokens = sum(e.n_labels for b in batches for e in b)
+        lengths = [len(e) for e in self.examples]
+        plan = plan_steps(lengths, self.step_size, self.config.seed, self.epoch, self.config.length_batching)
+        step_ids = plan[self.position]
+        n_tokens = sum(self.examples[i].n_labels for i in step_ids)
         self.model.train()
         self.base_model.model.audio_tower.eval()  # frozen: no dropout, same output as the cache
         total = 0.0
-        for examples in batches:
-            loss_sum, _ = self._loss_sum(self.collator(examples))
+        passes = self.fitter.passes(step_ids, lengths)
+        for ids in passes:
+            self._current_pass = ids  # for the fitter, if this pass runs out of memory
+            self.fitter.before_pass()
+            loss_sum, _ = self._loss_sum(self.collator([self.examples[i] for i in ids]))
             loss = loss_sum / n_tokens
             if not torch.isfinite(loss):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -450,18 +452,50 @@ class Trainer:
                 )
             loss.backward()
             total += loss.item()
+            self.fitter.after_pass(len(ids) * max(lengths[i] for i in ids))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.micro += len(micro)
-        if self.micro >= len(plan):
-            self.epoch, self.micro = self.epoch + 1, 0
+        self.fitter.after_step()
+        self.position += 1
+        if self.position >= len(plan):
+            self.epoch, self.position = self.epoch + 1, 0
         self.step += 1
         self.loss_history.append((self.step, total))
-        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "epoch": self.epoch}
+        takes_per_pass = max(len(ids) for ids in passes)
+        return {
+            "loss": total,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "epoch": self.epoch,
+            "takes_per_pass": takes_per_pass,
+        }
+
+    def _after_oom(self, error: BaseException) -> None:
+        """Make the step that ran out of memory fit, or raise OutOfGPUMemory if nothing can."""
+        self.optimizer.zero_grad(set_to_none=True)
+        failed = getattr(self, "_current_pass", [])
+        if self.fitter.shrink(failed, [len(e) for e in self.examples]):
+            return
+        if self.fitter.meter is not None and not self.checkpointing:
+            log.info("one take per pass does not fit: gradient checkpointing on, memory measured again")
+            self._enable_checkpointing()
+            self.fitter.remeasure()
+            return
+        if self.fitter.meter is None:
+            advice = (
+                "Tick 'Fit takes per pass to the GPU's free memory' (no --fixed-batch), "
+                "or lower the batch size."
+            )
+        else:
+            advice = "Even one take per pass, with gradient checkpointing, does not fit: try 8-bit precision."
+        raise OutOfGPUMemory(
+            f"The GPU ran out of memory with {len(failed)} take(s) in one pass. {advice}",
+            detail=str(error)[:200],
+        ) from error
 
     # --- the slice -----------------------------------------------------------------------------
     def train_slice(
@@ -478,7 +512,7 @@ class Trainer:
         self._pending_overhead = 0.0
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict())
-        step_seconds, steps_run, cancelled = 0.0, 0, False
+        step_seconds, steps_run, cancelled, per_pass = 0.0, 0, False, 0
         try:
             while not self.done and (max_steps is None or steps_run < max_steps):
                 if cancel_requested(cancel):
@@ -491,16 +525,12 @@ class Trainer:
                 try:
                     metrics = self._train_step()
                 except torch.OutOfMemoryError as e:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    raise OutOfGPUMemory(
-                        f"The GPU ran out of memory at batch size {self.config.batch_size}. Try a smaller "
-                        "batch size (with more gradient accumulation), 8-bit precision, or gradient "
-                        "checkpointing.",
-                        detail=str(e)[:200],
-                    ) from e
+                    self._after_oom(e)  # raises unless the step can be retried in smaller passes
+                    continue
                 dt = time.monotonic() - t0
                 step_seconds += dt
                 steps_run += 1
+                per_pass = max(per_pass, int(metrics["takes_per_pass"]))
                 # running estimate: the next slice's GPU duration is planned from it
                 self.step_time_s = dt if self.step_time_s is None else 0.7 * self.step_time_s + 0.3 * dt
                 if self.tracker is not None:
@@ -525,6 +555,7 @@ class Trainer:
             overhead_seconds=overhead + wall - step_seconds,
             step_time_s=self.step_time_s,
             epoch=self.epoch,
+            takes_per_pass=per_pass,
         )
 
     # --- saving ----------------------------------------------------------------------------------
@@ -546,7 +577,9 @@ class Trainer:
             "step": self.step,
             "total_steps": self.total_steps,
             "epoch": self.epoch,
-            "micro": self.micro,
+            "position": self.position,
+            "memory_fit": self.fitter.fit.to_dict() if self.fitter.fit else None,
+            "checkpointing": self.checkpointing,
             "loss_history": self.loss_history,
             "step_time_s": self.step_time_s,
             "save_s": self.save_s,

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("seed", int),
     ):
         tr.add_argument(f"--{name}", type=typ)
+    tr.add_argument(
+        "--fixed-batch",
+        action="store_true",
+        help="always --batch-size takes per pass (default: fitted to free GPU memory)",
+    )
     tr.add_argument("--no-eval", action="store_true", help="skip WER/CER before and after")
     tr.add_argument(
         "--max-new-tokens", type=int, default=64, help="longest transcript generated in evaluation"
@@ -73,6 +78,7 @@ def _config(args: argparse.Namespace) -> Any:
             "seed": args.seed,
             "precision": args.precision,
             "slice_seconds": args.slice_seconds,
+            "auto_batch": False if args.fixed_batch else None,
         }.items()
         if v is not None
     }

@@ -7,6 +7,7 @@ spaces' own `error()` helper (the gr.Error it raises) and injected in place of t
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -156,6 +157,7 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
         "1",
         "--batch-size",
         "2",
+        "--fixed-batch",
         "--max-new-tokens",
         "6",
     ]
@@ -163,6 +165,7 @@ def test_cli_trains_in_slices_resumes_and_evaluates(tmp_path, takes_dir, tiny_vo
     printed = capsys.readouterr().out
     assert "step 2/2" in printed and "slice:" in printed and "WER" in printed
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["config"]["auto_batch"] is False  # --fixed-batch
 
     assert main(args) == 2  # would overwrite a run
     assert "--resume" in capsys.readouterr().err

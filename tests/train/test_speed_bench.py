@@ -58,9 +58,12 @@ def test_variants_configure_what_they_claim(bench):
                 f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)
             }
             lever = name[1:]
+            fixed_2x4 = {"batch_size", "grad_accum", "auto_batch"}
             assert changed == ({"precision"} if lever == "8bit" else
-                               {"batch_size", "grad_accum"} if lever == "batch_4x1" else {lever})  # fmt: skip
+                               fixed_2x4 if lever == "batch_4x1" else {lever})  # fmt: skip
     assert variants["+grad_ckpt"].gradient_checkpointing
+    fit = variants["+fit_2x4"]
+    assert fit.auto_batch and fit.batch_size * fit.grad_accum == 8 and not up.auto_batch
 
 
 def test_upstream_lora_reaches_the_audio_encoder_and_the_default_does_not(bench, base):
@@ -156,7 +159,7 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
     printed = json.loads(proc.stdout[proc.stdout.index("\n{") :])
     assert printed == json.loads(out.read_text())
     # on a CPU every variant runs in fp32 (bf16 is emulated there), so "-8bit" has nothing to measure
-    expected = [v.name for v in bench.build_variants() if v.name != "-8bit"]
+    expected = [v.name for v in bench.build_variants() if v.name not in bench.GPU_ONLY]
     assert printed["complete"] and [r["name"] for r in printed["variants"]] == expected
     assert {r["config"]["precision"] for r in printed["variants"]} == {"fp32"}
     for row in printed["variants"]:

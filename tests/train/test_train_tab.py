@@ -24,7 +24,7 @@ def sess(hub_settings, tiny_voxtral_dir, takes_dir) -> Session:
 
 
 def test_presets_fill_the_advanced_fields_and_the_plan_names_the_hardware(sess):
-    assert train.preset_values("thorough") == [32, 64, 2e-4, 10, 4, 2, "8bit", 110]
+    assert train.preset_values("thorough") == [32, 64, 2e-4, 10, 4, 2, "8bit", 110, True]
     values = train.preset_values("quick")
     assert "CPU only" in train.plan(sess, "quick", *values) and "CPU minutes" in train.plan(
         sess, "quick", *values
@@ -32,6 +32,9 @@ def test_presets_fill_the_advanced_fields_and_the_plan_names_the_hardware(sess):
     values[2] = 5.0  # a learning rate of 5: said before anything starts
     assert "Learning rate must be" in train.plan(sess, "quick", *values)
     assert train.plan(None, "quick", *values).startswith("Hardware:")
+    values[8] = False  # the "fit takes per pass to the GPU" box unticked
+    assert train.config_from("quick", *values).auto_batch is False
+    assert train.config_from("quick", *train.preset_values("quick")).auto_batch is True
 
 
 def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
@@ -45,7 +48,7 @@ def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
 
 
 def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
-    values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60]
+    values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60, True]
     status, timer, start_btn, cancel_btn, _ = train.start(sess, "quick", *values, True)
     assert "Starting" in status and timer.active and cancel_btn["interactive"] is True
     assert start_btn["interactive"] is False  # one run at a time per person
@@ -70,7 +73,7 @@ def test_cancel_then_resume_from_the_page(sess):
     status, *_, resume_btn = train.resume(sess)
     assert "no stopped run" in status and resume_btn["visible"] is False
 
-    values = [8, 16, 5e-4, 2, 2, 1, "fp32", 60]
+    values = [8, 16, 5e-4, 2, 2, 1, "fp32", 60, True]
     train.start(sess, "quick", *values, False)
     assert "Stopping at the end of this step" in train.cancel(sess)
     stopped = run_service.wait(run_service.active_run(sess.identity))

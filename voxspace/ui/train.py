@@ -28,7 +28,8 @@ PRESETS = {
     "standard": "Standard: 5 passes, a medium adapter. The usual choice once you have 50+ takes.",
     "thorough": "Thorough: 10 passes, a larger adapter. Longest; for hundreds of takes.",
 }
-ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds")
+ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds",
+            "auto_batch")
 EVAL_HEADERS = ["Measure", "Before", "After", "Relative change"]
 TAKE_HEADERS = ["Take", "Reference", "Base model", "Fine-tuned"]
 UNEXPECTED = "Training could not start (the takes or the model could not be read). Try again in a minute."
@@ -276,8 +277,9 @@ def build(session: gr.State) -> TrainTab:
         with gr.Row():
             epochs = gr.Number(q[3], label="Epochs (passes over the takes)", precision=0, minimum=1,
                                elem_id="train-epochs")
-            batch = gr.Number(q[4], label="Batch size", precision=0, minimum=1, elem_id="train-batch")
-            accum = gr.Number(q[5], label="Gradient accumulation steps", precision=0, minimum=1,
+            batch = gr.Number(q[4], label="Batch size (takes per pass)", precision=0, minimum=1,
+                              elem_id="train-batch")
+            accum = gr.Number(q[5], label="Gradient accumulation (passes per step)", precision=0, minimum=1,
                               elem_id="train-accum")
         with gr.Row():
             precision = gr.Radio(["8bit", "bf16", "fp32"], value=q[6], label="Base model precision",
@@ -285,9 +287,12 @@ def build(session: gr.State) -> TrainTab:
                                  elem_id="train-precision")
             slice_s = gr.Number(q[7], label="Seconds of training per GPU slice", precision=0, minimum=1,
                                 elem_id="train-slice")
+        auto_batch = gr.Checkbox(q[8], label="Fit takes per pass to the GPU's free memory",
+                                 info="Each step still learns from batch size × accumulation takes.",
+                                 elem_id="train-auto-batch")
         sliced = gr.Checkbox(False, label="Train in slices with a checkpoint after each, as on ZeroGPU "
                              "(always on there)", elem_id="train-sliced")
-    advanced = [rank, alpha, lr, epochs, batch, accum, precision, slice_s, sliced]
+    advanced = [rank, alpha, lr, epochs, batch, accum, precision, slice_s, auto_batch, sliced]
     estimate = gr.Markdown(elem_id="train-estimate")
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
