@@ -10,12 +10,13 @@ from voxspace.settings import Limits, Settings
 def test_settings_read_from_environment(tmp_path):
     s = Settings.from_env({"VOXSPACE_BASE_MODEL": "me/tiny", "VOXSPACE_DATA_DIR": str(tmp_path),
                            "HF_ENDPOINT": "http://127.0.0.1:9/", "SPACE_ID": "me/voxspace",
-                           "VOXSPACE_MIN_SPEECH_S": "0.5"})
+                           "VOXSPACE_MIN_SPEECH_S": "0.5", "VOXSPACE_CHECKPOINT_EVERY_S": "60"})
     assert s.base_model == "me/tiny"
     assert s.data_dir == tmp_path
     assert s.hub_endpoint == "http://127.0.0.1:9"
     assert s.in_space
     assert s.limits.min_speech_s == 0.5
+    assert s.checkpoint_every_s == 60.0 and Settings.from_env({}).checkpoint_every_s == 300.0
     assert s.limits.max_take_s == Limits().max_take_s
     assert not Settings.from_env({}).in_space
 

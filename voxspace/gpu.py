@@ -277,12 +277,26 @@ class Progress:
 
 
 class RunHandle:
-    """A training run in a worker thread: poll `progress()`, `cancel()` at the next step boundary."""
+    """A training run in a worker thread: poll `progress()`, `cancel()` at the next step boundary.
 
-    def __init__(self, trainer: Any, *, on_done: Callable[[], None] | None = None) -> None:
+    The run saves a checkpoint every `checkpoint_every_s` (slices back to back in this thread, which
+    learn exactly what one slice would) and hands each to `on_checkpoint`, e.g. to mirror it on
+    the Hub: a process killed in the middle of a long run loses at most that much training.
+    """
+
+    def __init__(
+        self,
+        trainer: Any,
+        *,
+        on_done: Callable[[], None] | None = None,
+        checkpoint_every_s: float = math.inf,
+        on_checkpoint: Callable[[Any], None] | None = None,
+    ) -> None:
         self.trainer = trainer
         self._cancel = threading.Event()
         self._on_done = on_done
+        self._every_s = checkpoint_every_s
+        self._on_checkpoint = on_checkpoint
         self.summary: Any = None
         self.error: BaseException | None = None
         self._status = "starting"
@@ -297,7 +311,14 @@ class RunHandle:
             if not self.trainer.ready:
                 self.trainer.setup()
             self._status = "running"
-            self.summary = self.trainer.train_slice(math.inf, cancel=self._cancel)
+            while True:
+                t = self.trainer  # a budget always long enough for one step and its save
+                budget = max(self._every_s, (t.save_s or 0.0) + 2 * (t.step_time_s or 0.0))
+                self.summary = t.train_slice(budget, cancel=self._cancel)
+                if self.summary.done or self.summary.cancelled:
+                    break
+                if self._on_checkpoint is not None:
+                    self._on_checkpoint(self.summary)
             self._status = "cancelled" if self.summary.cancelled else "done"
         except BaseException as e:  # the thread must report every failure, not die silently
             log.exception("training run failed")

@@ -104,6 +104,7 @@ class Run:
         max_new_tokens: int,
         max_steps_per_slice: int | None,
         queue: gpu.RunQueue,
+        checkpoint_every_s: float = math.inf,
     ) -> None:
         self.trainer, self.owner, self.queue = trainer, owner, queue
         self.run_dir = trainer.run_dir
@@ -111,6 +112,7 @@ class Run:
         self.cancel_path.unlink(missing_ok=True)
         self._sliced, self._cap_s, self._push, self._tracker = sliced, cap_s, push, tracker
         self._evaluate, self._max_new_tokens, self._max_steps = evaluate, max_new_tokens, max_steps_per_slice
+        self._checkpoint_every_s = checkpoint_every_s
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._lines: list[str] = []
@@ -198,9 +200,14 @@ class Run:
         self._say(f"step {step}/{total}  loss {loss_s}")
 
     def _train_long(self, base: tuple[Any, Any]) -> bool:
-        """One slice in a background worker (dedicated GPU or CPU); the checkpoint is pushed at the end."""
+        """In one go in a background worker (dedicated GPU or CPU); the checkpoint is pushed every
+        checkpoint_every_s and at the end."""
         self.trainer._base = base  # the preloaded base, as gpu_slice does; Trainer takes no setter
-        self._handle = gpu.RunHandle(self.trainer)
+        self._handle = gpu.RunHandle(
+            self.trainer,
+            checkpoint_every_s=self._checkpoint_every_s,
+            on_checkpoint=lambda s: self._push_checkpoint(),  # the Hub copy, as between ZeroGPU slices
+        )
         if self._cancelled.is_set():  # before start: a cancel that came first stops it at step 0
             self._handle.cancel()
         self._handle.start()
@@ -380,6 +387,7 @@ def start_run(
         max_new_tokens=max_new_tokens,
         max_steps_per_slice=max_steps_per_slice,
         queue=gpu.QUEUE if queue is None else queue,
+        checkpoint_every_s=settings.checkpoint_every_s,
     )
     _ACTIVE[owner] = run
     return run.start()

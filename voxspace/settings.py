@@ -43,6 +43,7 @@ class Settings:
     space_id: str | None = None  # set by the Spaces platform; means "use the visitor's OAuth token"
     push_retry_max_s: float = 300.0  # backoff cap between push retries
     slice_cap_s: int = 120  # longest single ZeroGPU call we ask for
+    checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -65,6 +66,8 @@ class Settings:
             kw["space_id"] = v
         if v := env.get("VOXSPACE_SLICE_CAP_S"):
             kw["slice_cap_s"] = int(v)
+        if v := env.get("VOXSPACE_CHECKPOINT_EVERY_S"):
+            kw["checkpoint_every_s"] = float(v)
         if v := env.get("VOXSPACE_PUSH_RETRY_MAX_S"):
             kw["push_retry_max_s"] = float(v)
         limits = {f.name: type(getattr(Limits(), f.name))(env[f"VOXSPACE_{f.name.upper()}"])

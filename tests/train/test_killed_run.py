@@ -1,8 +1,9 @@
 """A training process killed without warning (SIGKILL, as ZeroGPU ends a worker or a Space restarts)
 resumes from its last checkpoint to exactly the weights of a run that was never interrupted.
 
-Real processes, no mocks: `python -m voxspace train` in slices on the tiny Voxtral, killed as soon
-as its first checkpoint is on disk, then `--resume`d.
+Real processes, no mocks: `python -m voxspace train` on the tiny Voxtral, in ZeroGPU-style slices or
+in one go (a dedicated GPU, checkpointing every second here), killed as soon as its first checkpoint
+is on disk, then `--resume`d.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _train_cmd(out: Path, takes_dir: Path, model_dir: Path) -> list[str]:
-    # 4 takes x 40 epochs, one take per step: 160 short steps, checkpointed every ~1.5 s slice
+def _train_cmd(out: Path, takes_dir: Path, model_dir: Path, how: str) -> list[str]:
+    # 4 takes x 40 epochs, one take per step: 160 short steps, checkpointed every second or two
     return [sys.executable, "-m", "voxspace", "train", "--data", str(takes_dir),
             "--base-model", str(model_dir), "--out", str(out), "--preset", "quick", "--precision", "fp32",
-            "--epochs", "40", "--batch-size", "1", "--slice-seconds", "3", "--no-eval"]  # fmt: skip
+            "--epochs", "40", "--batch-size", "1", "--no-eval",
+            *(["--slice-seconds", "3"] if how == "slices" else [])]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
     # the same thread count in every process, so the float reductions (and the weights) match
-    return {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), "VOXSPACE_CHECKPOINT_EVERY_S": "1"}
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -44,11 +46,12 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_a_killed_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, takes_dir, tiny_voxtral_dir):
+@pytest.mark.parametrize("how", ["slices", "one go"])
+def test_a_killed_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, takes_dir, tiny_voxtral_dir, how):
     unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
-    _run(_train_cmd(unbroken, takes_dir, tiny_voxtral_dir))
+    _run(_train_cmd(unbroken, takes_dir, tiny_voxtral_dir, how))
 
-    proc = subprocess.Popen(_train_cmd(killed, takes_dir, tiny_voxtral_dir), cwd=ROOT, env=_env(),
+    proc = subprocess.Popen(_train_cmd(killed, takes_dir, tiny_voxtral_dir, how), cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 240
     try:

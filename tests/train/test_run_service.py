@@ -141,6 +141,26 @@ def test_cancel_keeps_a_checkpoint_that_resumes_from_the_hub_after_a_restart(set
     assert TrainConfig.from_dict(record.config) == config
 
 
+def test_a_run_in_one_go_mirrors_its_checkpoint_on_the_hub_on_the_way(settings, alice, takes_dir, hub):
+    # a dedicated GPU: no slices, yet a Space restart must not lose more than checkpoint_every_s
+    repo = "alice/voxspace-checkpoints"
+    before = len(hub.commits(repo)) if hub.repo_exists(repo, "model") else 0
+    handle = run_service.start_run(
+        dataclasses.replace(settings, checkpoint_every_s=0.0),  # a checkpoint after (about) every step
+        alice,
+        data=str(takes_dir),
+        run_dir=run_service.runs_root(settings, alice) / "one-go",
+        config=TrainConfig(**{**SMALL, "epochs": 3}),  # 6 steps
+        sliced=False,
+        evaluate=False,
+    )
+    final = run_service.wait(handle)
+    assert final.phase == "done" and final.step == 6
+    assert not any(line.startswith("slice:") for line in handle.lines())  # one run, not GPU slices
+    assert len(hub.commits(repo)) - before >= 3  # mid-run copies, then the final one
+    assert checkpoint.find_remote_checkpoint(repo, alice.token, hub.url)["step"] == 6
+
+
 def test_nothing_to_resume_is_a_plain_message(settings, tmp_path):
     nobody = Identity(None)
     with pytest.raises(BadInput, match="Nothing to resume"):

@@ -184,6 +184,26 @@ def test_cancel_keeps_a_usable_checkpoint_that_resumes(tmp_path, takes_dir, base
     assert summary.done and (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
+def test_a_long_run_checkpoints_on_the_way_and_learns_what_one_slice_learns(tmp_path, takes_dir, base):
+    from voxspace.gpu import RunHandle
+
+    config = TrainConfig(**FP32)  # 4 steps
+    one = Trainer(tmp_path / "one", config, takes_dir, base=base)
+    assert RunHandle(one).start().wait(300) and one.step == 4  # never checkpointed before its end
+    model = one.close()
+
+    seen = []  # (step the slice ended at, step of the checkpoint on disk at that moment)
+    many = Trainer(tmp_path / "many", config, takes_dir, base=(model, base[1]))
+    on_checkpoint = lambda s: seen.append((s.step, checkpoint.read_state(tmp_path / "many")["step"]))  # noqa: E731
+    handle = RunHandle(many, checkpoint_every_s=0.0, on_checkpoint=on_checkpoint).start()
+    assert handle.wait(300) and handle.progress().status == "done"
+    many.close()
+    assert seen and all(a == b for a, b in seen) and seen[-1][0] < 4  # whole checkpoints mid-run
+    assert [a for a, _ in seen] == sorted({a for a, _ in seen})
+    a, b = adapter_weights(tmp_path / "one"), adapter_weights(tmp_path / "many")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_8bit_base_trains_lora_on_cpu(tmp_path, takes_dir, tiny_voxtral_dir):
     from voxspace.model import ModelConfig, load_base
 
