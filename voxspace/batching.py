@@ -136,12 +136,11 @@ class CudaMemory:
 class PassFitter:
     """Chooses each step's passes and learns from the memory they use (see the module docstring)."""
 
-    def __init__(self, meter: MemoryMeter | None, takes_per_pass: int, extra_reserve_bytes: int = 0,
-                 fit: MemoryFit | None = None) -> None:  # fmt: skip
-        self.meter = meter
+    def __init__(self, meter: MemoryMeter | None, takes_per_pass: int, extra_reserve_bytes: int = 0) -> None:
+        self.meter = meter  # None: a CPU, or fitting switched off
         self.takes_per_pass = takes_per_pass
         self.extra_reserve = extra_reserve_bytes
-        self.fit = fit if meter is not None else None
+        self.fit: MemoryFit | None = None  # set by the measuring step, or restored from a checkpoint
         self._measured = 0.0  # the largest bytes-per-token seen in the measuring step
 
     @property

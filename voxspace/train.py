@@ -310,6 +310,7 @@ class Trainer:
             meter = CudaMemory(self.device)
         cache_reserve = self.config.cache_max_mb * 2**20 if self.config.encoder_cache else 0
         self.fitter = PassFitter(meter, self.config.batch_size, extra_reserve_bytes=cache_reserve)
+        self._current_pass: list[int] = []  # the pass being computed, for the fitter if it runs out of memory
         self.total_steps = self.steps_per_epoch * self.config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
         on_gpu = self.device.type == "cuda"  # one fused kernel per step there; foreach on the CPU
@@ -439,7 +440,7 @@ class Trainer:
         total = 0.0
         passes = self.fitter.passes(step_ids, lengths)
         for ids in passes:
-            self._current_pass = ids  # for the fitter, if this pass runs out of memory
+            self._current_pass = ids
             self.fitter.before_pass()
             loss_sum, _ = self._loss_sum(self.collator([self.examples[i] for i in ids]))
             loss = loss_sum / n_tokens
@@ -477,7 +478,7 @@ class Trainer:
     def _after_oom(self, error: BaseException) -> None:
         """Make the step that ran out of memory fit, or raise OutOfGPUMemory if nothing can."""
         self.optimizer.zero_grad(set_to_none=True)
-        failed = getattr(self, "_current_pass", [])
+        failed = self._current_pass
         if self.fitter.shrink(failed, [len(e) for e in self.examples]):
             return
         if self.fitter.meter is not None and not self.checkpointing:
