@@ -206,7 +206,7 @@ class Run:
         self._handle = gpu.RunHandle(
             self.trainer,
             checkpoint_every_s=self._checkpoint_every_s,
-            on_checkpoint=lambda s: self._push_checkpoint(),  # the Hub copy, as between ZeroGPU slices
+            on_checkpoint=self._on_checkpoint,
         )
         if self._cancelled.is_set():  # before start: a cancel that came first stops it at step 0
             self._handle.cancel()
@@ -247,6 +247,13 @@ class Run:
             queue=gpu.RunQueue(),  # this run already holds gpu.QUEUE, until its last evaluation
         )
         return bool(summary.done)
+
+    def _on_checkpoint(self, s: Any) -> None:
+        """Between two stretches of a run in one go: the Hub copy, as between ZeroGPU slices."""
+        self._push_checkpoint()
+        self._say(
+            f"checkpoint saved at step {s.step}/{s.total_steps} (up to {s.takes_per_pass} takes per pass)"
+        )
 
     def _push_checkpoint(self) -> None:
         if self._push is None or not checkpoint.has_checkpoint(self.run_dir):
