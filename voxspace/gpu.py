@@ -97,18 +97,23 @@ def plan_slice(
     """(budget for the slice's loop, GPU duration to ask for), the duration capped at `cap_s`.
 
     The duration is the planned work (remaining steps x measured step time, with room for the
-    checkpoint save the loop keeps in reserve) plus the measured per-slice overhead; before
-    anything is measured we ask for the cap.
+    checkpoint save the loop keeps in reserve) plus the per-slice overhead (the caller passes the
+    smallest seen: the first slice's includes one-off costs); before anything is measured we ask
+    for the cap.
     """
     overhead = FIRST_SLICE_OVERHEAD_S if overhead_s is None else overhead_s
     if step_time_s is None or remaining_steps is None:
         return max(1.0, cap_s - overhead), int(cap_s)
-    if overhead + 1.5 * step_time_s > cap_s:
+    one_step = 1.5 * step_time_s + save_s  # the loop's margin for one step, then the save
+    if one_step > cap_s:
         raise SliceTimeout(
-            f"One training step takes about {step_time_s:.0f} s, too long for a {cap_s:.0f} s GPU slice. "
-            "Use a smaller batch size or raise the slice length."
+            f"A {cap_s:g} s GPU slice is too short: one training step takes about {step_time_s:.1f} s, "
+            f"and saving the checkpoint {save_s:.1f} s. Use a smaller batch size or raise the slice length."
         )
-    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.25 + 1.5 * step_time_s + save_s)
+    budget = min(cap_s - overhead, remaining_steps * step_time_s * 1.25 + one_step)
+    # at least one step: an overhead measured once may hold one-off work; slices that still end
+    # with no step are caught by the caller (max_idle_slices)
+    budget = max(budget, one_step)
     return budget, int(min(cap_s, math.ceil(budget + overhead)))
 
 
@@ -222,7 +227,7 @@ def _chain_slices(
 
     if tracker is not None:
         _TRACKERS[run_dir] = tracker
-    summary, idle = None, 0
+    summary, idle, overhead = None, 0, None
     while True:
         state = checkpoint.read_state(run_dir) if checkpoint.has_checkpoint(run_dir) else {}
         remaining = state["total_steps"] - state["step"] if state else None
@@ -230,7 +235,7 @@ def _chain_slices(
             cap_s,
             remaining_steps=remaining,
             step_time_s=state.get("step_time_s"),
-            overhead_s=summary.overhead_seconds if summary else None,
+            overhead_s=overhead,
             save_s=state.get("save_s", 0.0),
         )
         try:
@@ -243,6 +248,8 @@ def _chain_slices(
             if (typed := zerogpu_error(e)) is not None:
                 raise typed from e
             raise
+        # the steady cost of a slice: the first one's also holds one-off work (encoding, tracker start)
+        overhead = summary.overhead_seconds if overhead is None else min(overhead, summary.overhead_seconds)
         log.info(
             "slice: step %d/%d, %.1f s in steps, %.1f s overhead",
             summary.step,

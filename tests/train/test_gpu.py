@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -112,8 +113,34 @@ def test_slice_duration_follows_the_planned_work_and_the_cap():
     assert duration == 120 and budget == 115
     # what spaces asks before reserving the GPU: the planned duration, with or without optional args
     assert gpu._slice_duration("run", budget, duration) == duration == 120
-    with pytest.raises(SliceTimeout, match="smaller batch"):
+    with pytest.raises(SliceTimeout, match="smaller batch") as e:
         gpu.plan_slice(60, remaining_steps=10, step_time_s=50.0, overhead_s=5.0)
+    assert "50.0 s" in e.value.user_message
+    # a large overhead alone (one-off work in the slice it was measured in) still plans one step
+    budget, duration = gpu.plan_slice(3, remaining_steps=10, step_time_s=0.1, overhead_s=6.0, save_s=0.1)
+    assert budget == pytest.approx(0.25) and duration == 3
+
+
+def test_a_slow_first_slice_does_not_make_the_later_ones_look_impossible(tmp_path, takes_dir, tiny_cfg):
+    # A tracker whose first start is slow (trackio's first init on a loaded machine): the first
+    # slice's overhead then exceeds the whole cap, yet every later slice starts in a moment.
+    class SlowFirstStart:
+        calls = 0
+
+        def start(self, config):
+            SlowFirstStart.calls += 1
+            if SlowFirstStart.calls == 1:
+                time.sleep(4.0)
+
+        def log(self, metrics, step): ...
+        def finish(self): ...
+
+    config = TrainConfig(precision="fp32", batch_size=1, epochs=3)
+    Trainer(tmp_path / "run", config, takes_dir, tiny_cfg).prepare()
+    gpu.preload_base(tiny_cfg)
+    seen = []
+    last = gpu.run_in_slices(tmp_path / "run", cap_s=3, on_slice=seen.append, tracker=SlowFirstStart())
+    assert last.done and seen[0].overhead_seconds > 3 and len(seen) >= 2
 
 
 def test_one_run_at_a_time_and_the_second_caller_learns_their_place():
