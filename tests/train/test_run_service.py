@@ -157,8 +157,9 @@ def test_a_run_in_one_go_mirrors_its_checkpoint_on_the_hub_on_the_way(settings, 
     final = run_service.wait(handle)
     assert final.phase == "done" and final.step == 6
     assert not any(line.startswith("slice:") for line in handle.lines())  # one run, not GPU slices
-    assert any(line.startswith("checkpoint saved at step") for line in handle.lines())  # said on the page
-    assert len(hub.commits(repo)) - before >= 3  # mid-run copies, then the final one
+    said = [line for line in handle.lines() if line.startswith("checkpoint saved at step")]  # on the page
+    assert said and "step 1/6" in said[0]  # the first stretch is one step: nothing measured before it
+    assert len(hub.commits(repo)) - before >= 1 + len(said)  # a copy at each of them, then the final one
     assert checkpoint.find_remote_checkpoint(repo, alice.token, hub.url)["step"] == 6
 
 
