@@ -4,8 +4,9 @@
         --out runs/alice-1 --preset quick [--precision 8bit] [--slice-seconds 60] [--resume]
     python -m voxspace evaluate --data DIR_OR_REPO --base-model ID_OR_PATH [--adapter runs/alice-1/adapter]
 
-Without --slice-seconds the run is one long slice (a dedicated GPU or a CPU); with it, the run is
-chained in slices of that length exactly as on ZeroGPU, so a killed run resumes with --resume.
+Without --slice-seconds the run goes in one go (a dedicated GPU or a CPU), saving a checkpoint every
+VOXSPACE_CHECKPOINT_EVERY_S (300 s); with it, the run is chained in slices of that length exactly as
+on ZeroGPU. Either way a killed run continues with --resume.
 The Hub token comes from the environment (HF_TOKEN or `hf auth login`), never from the command line.
 """
 
