@@ -292,6 +292,7 @@ def run_variant(
             setup_and_save_s=round(first.overhead_seconds, 3),
             last_loss=steady.last_loss,
             takes_per_pass=steady.takes_per_pass,
+            memory_fit=trainer.fitter.fit.to_dict() if trainer.fitter.fit else None,  # what step 1 measured
         )
         if eval_takes:
             row["eval"] = time_evaluation(trainer, [t.example for t in eval_takes], max_new_tokens)
