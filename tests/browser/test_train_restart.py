@@ -55,7 +55,10 @@ def test_a_restart_mid_run_resumes_from_the_hub_copy(mic_browser, hub, tiny_voxt
             time.sleep(0.1)
         ctx.close()
         app.kill()
-        at_kill = _remote_state(hub, token)  # the newest copy: a push may have landed after the poll
+        at_kill = None  # the newest copy: a push may have landed after the poll, or land just after the kill
+        while (later := _remote_state(hub, token)) != at_kill:
+            at_kill = later
+            time.sleep(1.0)
         assert at_kill["step"] < at_kill["total_steps"] == 160
         shutil.rmtree(Path(env["VOXSPACE_DATA_DIR"]))  # no persistent storage: the disk is gone
 
