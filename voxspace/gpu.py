@@ -29,6 +29,7 @@ import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 
 from voxspace.errors import Busy, QuotaExceeded, SliceTimeout, TrainError, VoxSpaceError
 from voxspace.model import ModelConfig, load_base
+from voxspace.train import one_step_budget
 
 log = logging.getLogger(__name__)
 FIRST_SLICE_OVERHEAD_S = 20.0  # worker start + LoRA attach + checkpoint, before we have measured it
@@ -104,7 +105,7 @@ def plan_slice(
     overhead = FIRST_SLICE_OVERHEAD_S if overhead_s is None else overhead_s
     if step_time_s is None or remaining_steps is None:
         return max(1.0, cap_s - overhead), int(cap_s)
-    one_step = 1.5 * step_time_s + save_s  # the loop's margin for one step, then the save
+    one_step = one_step_budget(step_time_s, save_s)
     if one_step > cap_s:
         raise SliceTimeout(
             f"A {cap_s:g} s GPU slice is too short: one training step takes about {step_time_s:.1f} s, "
@@ -319,8 +320,8 @@ class RunHandle:
                 self.trainer.setup()
             self._status = "running"
             while True:
-                t = self.trainer  # a budget always long enough for one step and its save
-                budget = max(self._every_s, (t.save_s or 0.0) + 2 * (t.step_time_s or 0.0))
+                t = self.trainer
+                budget = max(self._every_s, one_step_budget(t.step_time_s, t.save_s))
                 self.summary = t.train_slice(budget, cancel=self._cancel)
                 if self.summary.done or self.summary.cancelled:
                     break

@@ -51,6 +51,13 @@ EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel featur
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
 
 
+def one_step_budget(step_time_s: float | None, save_s: float | None) -> float:
+    """The shortest budget in which `train_slice` still runs a step and saves: its stop rule wants
+    STOP_MARGIN step-times left beside the save it keeps in reserve, plus half a step of slack for
+    the moments before its first check. Slice planners use it as their floor."""
+    return (STOP_MARGIN + 0.5) * (step_time_s or 0.0) + (save_s or 0.0)
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters and speed levers. `validate()` runs before any model is loaded."""
