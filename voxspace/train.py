@@ -310,6 +310,7 @@ class Trainer:
             if self.config.encoder_cache
             else None
         )
+        self.lengths = [len(e) for e in self.examples]  # tokens per example: the plans and passes use them
         self.step_size = self.config.batch_size * self.config.grad_accum  # takes per optimizer step
         self.steps_per_epoch = math.ceil(len(self.examples) / self.step_size)
         meter = self._memory
@@ -438,7 +439,7 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         import torch
 
-        lengths = [len(e) for e in self.examples]
+        lengths = self.lengths
         plan = plan_steps(lengths, self.step_size, self.config.seed, self.epoch, self.config.length_batching)
         step_ids = plan[self.position]
         n_tokens = sum(self.examples[i].n_labels for i in step_ids)
@@ -486,7 +487,7 @@ class Trainer:
         """Make the step that ran out of memory fit, or raise OutOfGPUMemory if nothing can."""
         self.optimizer.zero_grad(set_to_none=True)
         failed = self._current_pass
-        if self.fitter.shrink(failed, [len(e) for e in self.examples]):
+        if self.fitter.shrink(failed, self.lengths):
             return
         if self.fitter.meter is not None and not self.checkpointing:
             log.info("one take per pass does not fit: gradient checkpointing on, memory measured again")
