@@ -261,7 +261,7 @@ def run_variant(
     """Slice 1 = the first epoch, slice 2 = `steps` steady steps; optionally time before/after eval."""
     seconds = {t.example.take_id: t.seconds for t in takes}
     n, cfg = len(takes), v.config
-    spe = math.ceil(math.ceil(n / cfg.batch_size) / cfg.grad_accum)  # optimizer steps per epoch
+    spe = cfg.steps_per_epoch(n)
     cfg = replace(cfg, epochs=min(100, max(cfg.epochs, 1 + math.ceil(steps / spe))))  # never finish early
     run_dir = work / v.name.strip("-+")
     row = failed_row(replace(v, config=cfg), None)

@@ -507,7 +507,7 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -
         * COMPUTE_S_PER_AUDIO_S[kind]
         * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
     )
-    steps = math.ceil(n_train / (config.batch_size * config.grad_accum)) * config.epochs
+    steps = config.steps_per_epoch(n_train) * config.epochs
     slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1
     overhead_s = slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05
     eval_s = 2 * n_test * EVAL_S_PER_TAKE[kind]

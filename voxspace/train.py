@@ -110,6 +110,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def step_size(self) -> int:
+        """Takes each optimizer step learns from, however they are split into passes."""
+        return self.batch_size * self.grad_accum
+
+    def steps_per_epoch(self, n_examples: int) -> int:
+        return math.ceil(n_examples / self.step_size)
+
     def lora(self) -> LoraSettings:
         return LoraSettings(rank=self.rank, alpha=self.alpha, dropout=self.dropout, targets=self.lora_targets)
 
@@ -311,8 +319,7 @@ class Trainer:
             else None
         )
         self.lengths = [len(e) for e in self.examples]  # tokens per example: the plans and passes use them
-        self.step_size = self.config.batch_size * self.config.grad_accum  # takes per optimizer step
-        self.steps_per_epoch = math.ceil(len(self.examples) / self.step_size)
+        self.steps_per_epoch = self.config.steps_per_epoch(len(self.examples))
         meter = self._memory
         if meter is None and self.config.auto_batch and self.device.type == "cuda":
             meter = CudaMemory(self.device)
@@ -439,8 +446,8 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         import torch
 
-        lengths = self.lengths
-        plan = plan_steps(lengths, self.step_size, self.config.seed, self.epoch, self.config.length_batching)
+        lengths, cfg = self.lengths, self.config
+        plan = plan_steps(lengths, cfg.step_size, cfg.seed, self.epoch, cfg.length_batching)
         step_ids = plan[self.position]
         n_tokens = sum(self.examples[i].n_labels for i in step_ids)
         self.model.train()
