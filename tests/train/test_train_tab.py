@@ -41,7 +41,7 @@ def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
     values = train.preset_values("quick")
     values[3] = 0  # epochs
     before = run_service.active_run(sess.identity)  # an earlier test's finished run, or None
-    status, _, start_btn, *_ = train.start(sess, "quick", *values, False)
+    status, start_btn, *_ = train.start(sess, "quick", *values, False)
     assert "Epochs must be a whole number" in status and "Not saved" in status
     assert start_btn["interactive"] is True and run_service.active_run(sess.identity) is before
     assert "No training run is going" in train.cancel(sess)
@@ -49,14 +49,14 @@ def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
 
 def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
     values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60, True]
-    status, timer, start_btn, cancel_btn, _ = train.start(sess, "quick", *values, True)
-    assert "Starting" in status and timer.active and cancel_btn["interactive"] is True
+    status, start_btn, cancel_btn, _ = train.start(sess, "quick", *values, True)
+    assert "Starting" in status and cancel_btn["interactive"] is True
     assert start_btn["interactive"] is False  # one run at a time per person
     final = run_service.wait(run_service.active_run(sess.identity))
     assert final.phase == "done"
 
-    status, bar, curve, log, scores, per_take, timer, *_ = train.poll(sess)
-    assert "Done" in status and "step 2 of 2" in bar and not timer.active
+    status, bar, curve, log, scores, per_take, start_btn, *_ = train.poll(sess)
+    assert "Done" in status and "step 2 of 2" in bar and start_btn["interactive"] is True
     assert curve.startswith("<svg") and 'role="img"' in curve and len(final.losses) == 2
     assert "slice:" in log  # the box on the page asked for slices
     assert [row[0] for row in scores] == ["Word error rate (WER)", "Character error rate (CER)"]
@@ -65,8 +65,10 @@ def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
     # the run is where the Publish tab looks, by the same rule as run_service
     assert run_service.runs_root(sess.settings, sess.identity) == publish.runs_root(sess)
     assert publish.list_runs(sess) == [final.run_dir.rsplit("/", 1)[1]]
-    text, estimate, cmd, timer, *_ = train.on_open(sess, "quick", *values)
+    assert train.poll(sess) == train.NO_CHANGE  # nothing new: the tick sends nothing
+    text, estimate, cmd, *_ = train.on_open(sess, "quick", *values)
     assert "**6** takes" in text and "Hardware" in estimate and "--data" in cmd
+    assert "Done" in train.poll(sess)[0]  # after the tab opened, the next tick shows the run again
 
 
 def test_cancel_then_resume_from_the_page(sess):
@@ -77,13 +79,27 @@ def test_cancel_then_resume_from_the_page(sess):
     train.start(sess, "quick", *values, False)
     assert "Stopping at the end of this step" in train.cancel(sess)
     stopped = run_service.wait(run_service.active_run(sess.identity))
-    status, *_, timer, start_btn, cancel_btn, resume_btn = train.poll(sess)
+    status, *_, start_btn, cancel_btn, resume_btn = train.poll(sess)
     assert start_btn["interactive"] is True
-    assert "Cancelled" in status and not timer.active and cancel_btn["interactive"] is False
+    assert "Cancelled" in status and cancel_btn["interactive"] is False
     assert resume_btn["visible"] is True and f"step {stopped.step} of 4" in resume_btn["value"]
 
-    status, timer, *_ = train.resume(sess)
-    assert "Resuming" in status and timer.active
+    status, start_btn, *_ = train.resume(sess)
+    assert "Resuming" in status and start_btn["interactive"] is False
     final = run_service.wait(run_service.active_run(sess.identity))
     assert final.phase == "done" and final.run_dir == stopped.run_dir and final.step == 4
     assert train.poll(sess)[-1]["visible"] is False  # nothing left to resume
+
+
+def test_a_page_that_missed_every_event_still_shows_the_run(sess):
+    """A second tab, a reload, or a Start whose answer was overwritten by the tab's opening: a new
+    Session for the same person sees the run from its first tick, and keeps following it."""
+    values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60, True]
+    train.start(sess, "quick", *values, False)
+    other = Session(settings=sess.settings, identity=sess.identity, store=sess.store)  # never clicked
+    first = train.poll(other)
+    assert first[0] != train.NO_CHANGE[0] and first[-3]["interactive"] is False  # Start greyed
+    final = run_service.wait(run_service.active_run(sess.identity))
+    status, bar, *_, start_btn, cancel_btn, _ = train.poll(other)
+    assert final.phase == "done" and "Done" in status and f"step {final.step} of" in bar
+    assert start_btn["interactive"] is True and cancel_btn["interactive"] is False

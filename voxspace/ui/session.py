@@ -35,6 +35,7 @@ class Session:
     chunks: list[np.ndarray] = field(default_factory=list)  # hands-free capture, float32 mono
     chunk_sr: int = 0
     problem: str | None = None  # why sign-in could not be checked, said on the status line
+    train_shown: object = None  # what the Train tab's last tick sent (ui.train.poll); None: send all
 
     @property
     def can_record(self) -> bool:

@@ -2,8 +2,10 @@
 
 Every action calls voxspace.run_service, exactly as `python -m voxspace train` does. The run itself
 lives in run_service (one per person, found again by identity), so a reloaded page or a second
-tab follows the same run; the page only polls it with a gr.Timer. Runs are written under
-publish.runs_root, where the Publish tab lists them.
+tab follows the same run. The page follows it with a gr.Timer that is always on and reads the
+server's state on every tick: no event (a Start answered late, a tab opened mid-run) can leave the
+page showing something else for more than a tick. Runs are written under publish.runs_root, where
+the Publish tab lists them.
 """
 
 from __future__ import annotations
@@ -107,12 +109,19 @@ def _running_buttons() -> tuple[Any, Any, Any]:
     return gr.update(interactive=False), gr.update(interactive=True), gr.update(visible=False)
 
 
+def _follow_again(sess: Session | None) -> None:
+    """The next tick sends the whole view again, over whatever this handler's answer showed."""
+    if sess is not None:
+        sess.train_shown = None
+
+
 def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
-    """Start a new run on this person's takes; returns (status, timer, start, cancel, resume)."""
+    """Start a new run on this person's takes; returns (status, start, cancel, resume)."""
     from voxspace import run_service
 
+    _follow_again(sess)
     if sess is None or sess.store is None:
-        return (status_html("info", "Sign in with Hugging Face and record some takes first."), gr.update(),
+        return (status_html("info", "Sign in with Hugging Face and record some takes first."),
                 *_idle_buttons(sess))
     try:
         config = config_from(preset, *values)
@@ -122,11 +131,11 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
                               sliced=_sliced(values))
     except VoxSpaceError as e:
         log.info("training refused: %s", e)
-        return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+        return status_html("rejected", e.user_message), *_idle_buttons(sess)
     except Exception:  # e.g. the Hub unreachable while fetching the takes: a sentence, not a trace
         log.exception("training could not start")
-        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
-    return status_html("info", "Starting…"), gr.Timer(active=True), *_running_buttons()
+        return (status_html("rejected", UNEXPECTED), *_idle_buttons(sess))
+    return status_html("info", "Starting…"), *_running_buttons()
 
 
 def _sliced(values: tuple[Any, ...]) -> bool | None:
@@ -138,22 +147,24 @@ def resume(sess: Session | None) -> tuple[Any, ...]:
     """Continue the run find_resumable offers (pulled from the model repo after a restart)."""
     from voxspace import run_service
 
+    _follow_again(sess)
     found = run_service.find_resumable(sess.settings, sess.identity) if sess and sess.store else None
     if found is None:
-        return status_html("info", "There is no stopped run to resume."), gr.update(), *_idle_buttons(sess)
+        return status_html("info", "There is no stopped run to resume."), *_idle_buttons(sess)
     try:
         run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message), gr.update(active=False), *_idle_buttons(sess)
+        return status_html("rejected", e.user_message), *_idle_buttons(sess)
     except Exception:
         log.exception("training could not resume")
-        return (status_html("rejected", UNEXPECTED), gr.update(active=False), *_idle_buttons(sess))
-    return status_html("info", "Resuming…"), gr.Timer(active=True), *_running_buttons()
+        return (status_html("rejected", UNEXPECTED), *_idle_buttons(sess))
+    return status_html("info", "Resuming…"), *_running_buttons()
 
 
 def cancel(sess: Session | None) -> str:
     from voxspace import run_service
 
+    _follow_again(sess)
     run = run_service.active_run(sess.identity) if sess else None
     if run is None or run_service.progress(run).finished:
         return status_html("info", "No training run is going.")
@@ -214,27 +225,49 @@ def eval_tables(report: Any) -> tuple[list[list[str]], list[list[str]]]:
     return scores, per_take
 
 
-def poll(sess: Session | None) -> tuple[Any, ...]:
-    """The timer's tick: refresh everything; the timer stops itself once the run has finished."""
+def _shown_key(run: Any) -> tuple[Any, ...]:
+    """What a tick compares with the last one it sent: a new run, phase, step or log line changes it."""
     from voxspace import run_service
 
+    if run is None:
+        return ("no run",)
+    p = run_service.progress(run)
+    return (id(run), p.phase, p.step, p.total, len(run.lines()), len(p.losses), p.runs_ahead,
+            p.eval is not None)
+
+
+NO_CHANGE = (gr.skip(),) * 9  # poll's outputs: the six of View, then Start, Cancel, Resume
+
+
+def poll(sess: Session | None) -> tuple[Any, ...]:
+    """The always-on timer's tick: the page shows the server's run. Sends only what changed since
+    this page's last tick; any handler that wrote to the tab makes the next tick send it all."""
+    from voxspace import run_service
+
+    if sess is None:
+        return NO_CHANGE
+    run = run_service.active_run(sess.identity)
+    key = _shown_key(run)
+    if key == sess.train_shown:
+        return NO_CHANGE
+    sess.train_shown = key
     v = view(sess)
     if v is None:
-        return (gr.skip(),) * 6 + (gr.Timer(active=False), *_idle_buttons(sess))
-    finished = run_service.progress(run_service.active_run(sess.identity)).finished
-    buttons = _idle_buttons(sess) if finished else _running_buttons()
-    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, gr.Timer(active=not finished), *buttons)
+        return (gr.skip(),) * 6 + _idle_buttons(sess)
+    buttons = _idle_buttons(sess) if run_service.progress(run).finished else _running_buttons()
+    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, *buttons)
 
 
 def on_open(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
-    """Opening the tab: readiness, plan, terminal command, and following a run already going."""
+    """Opening the tab: readiness, plan and terminal command; the run itself the next tick shows."""
     from voxspace import run_service
 
     text, cmd = readiness(sess)
     run = run_service.active_run(sess.identity) if sess else None
     going = run is not None and not run_service.progress(run).finished
     buttons = _running_buttons() if going else _idle_buttons(sess)
-    return (text, plan(sess, preset, *values), cmd, gr.Timer(active=run is not None), *buttons)
+    _follow_again(sess)  # set last: a Start answered while this ran is shown again by the next tick
+    return (text, plan(sess, preset, *values), cmd, *buttons)
 
 
 def dashboard_link(sess: Session | None) -> str:
@@ -312,16 +345,16 @@ def build(session: gr.State) -> TrainTab:
     with gr.Accordion("Run the same training from a terminal", open=False, elem_id="train-cli"):
         command = gr.Textbox(cmd, label="Command", interactive=False, buttons=["copy"],
                              elem_id="train-command")
-    timer = gr.Timer(1.0, active=False)
+    timer = gr.Timer(1.0)  # always on: see the module docstring
 
     buttons = [start_btn, cancel_btn, resume_btn]
     preset.change(preset_values, [preset], advanced[:-1], show_progress="hidden")
     for c in [preset, *advanced[:-1]]:
         c.change(plan, [session, preset, *advanced[:-1]], [estimate], show_progress="hidden")
-    start_btn.click(start, [session, preset, *advanced], [status, timer, *buttons])
-    resume_btn.click(resume, [session], [status, timer, *buttons])
+    start_btn.click(start, [session, preset, *advanced], [status, *buttons])
+    resume_btn.click(resume, [session], [status, *buttons])
     cancel_btn.click(cancel, [session], [status])
-    timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, timer, *buttons],
+    timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, *buttons],
                show_progress="hidden")
     dash_btn.click(dashboard_link, [session], [dash])
-    return TrainTab([session, preset, *advanced[:-1]], [ready, estimate, command, timer, *buttons])
+    return TrainTab([session, preset, *advanced[:-1]], [ready, estimate, command, *buttons])
