@@ -63,6 +63,9 @@ def test_hub_state_is_said_in_words():
     waiting = progress.hub_line(2, "the Hub is not answering.", "alice/voxspace-recordings")
     assert "2 takes waiting to upload" in waiting and "not answering" in waiting
     assert "local folder" in progress.hub_line(3, None, None)
+    later = progress.hub_line(7, None, "alice/voxspace-recordings", next_push_s=31.0)
+    assert "7 takes waiting to upload (next upload in about 30 s)" in later
+    assert "in about 43 min" in progress.hub_line(1, None, "alice/r", next_push_s=2580.0)
 
 
 @pytest.mark.parametrize("kind", ["ready", "recording", "saved", "rejected", "info"])

@@ -65,6 +65,14 @@ class HubError(VoxSpaceError):
     """The Hub answered with an error we cannot fix by retrying."""
 
 
+class RateLimited(HubError):
+    """The Hub said "too many requests" (429): nothing may be sent before `retry_after_s` passed."""
+
+    def __init__(self, user_message: str, *, retry_after_s: float, detail: str | None = None) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
 # --- training and evaluation ------------------------------------------------------------------
 class TrainError(VoxSpaceError):
     """Base for failures of a training run."""

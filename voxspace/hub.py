@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from voxspace.errors import AuthError, BadRepoName, HubError, VoxSpaceError
+from voxspace.errors import AuthError, BadRepoName, HubError, RateLimited, VoxSpaceError
 from voxspace.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,6 +90,38 @@ def is_retryable(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore")
 
 
+def retry_after_s(exc: BaseException) -> float | None:
+    """The seconds a 429 (or 503) asks the client to wait (its Retry-After header), if it says."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after_s
+    response = exc.response if isinstance(exc, HfHubHTTPError) else None
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: rare from the Hub; treat as "a while"
+        return None
+
+
+def rate_limited(exc: BaseException, *, action: str, repo_id: str | None = None) -> RateLimited | None:
+    """A RateLimited error for a 429 (None for anything else), saying when it may be tried again."""
+    response = exc.response if isinstance(exc, HfHubHTTPError) else None
+    if response is None or response.status_code != 429:
+        return None
+    wait = retry_after_s(exc)
+    when = f" in about {_duration(wait)}" if wait else " in a while"
+    where = f" {repo_id}" if repo_id else ""
+    return RateLimited(f"The Hub limits how often{where} can change; we {action}{when}.",
+                       retry_after_s=wait or 0.0, detail=f"HTTP 429, Retry-After {wait}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def as_user_error(exc: BaseException, *, action: str, repo_id: str | None = None) -> VoxSpaceError:
     """Turn a client exception into a typed error whose message a person can act on."""
     if isinstance(exc, VoxSpaceError):
@@ -119,6 +151,10 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
                       sleep: Callable[[float], None] = time.sleep) -> CommitInfo:
     """create_commit, retried on 5xx/429/408 and network errors with exponential backoff.
 
+    A 429 is retried only when its Retry-After fits under `max_delay_s`; a longer one raises
+    RateLimited at once (the caller decides when to come back: sleeping 40 minutes here would hold
+    its thread, and retrying sooner only earns another 429).
+
     Safe to repeat: when an earlier try landed but its answer was lost, the retry's preupload sees
     identical files and the client makes no duplicate commit. That needs fresh operation objects
     per try: a used CommitOperationAdd keeps its stale "not on the Hub yet" answer and would be
@@ -130,9 +166,14 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
             return api.create_commit(repo_id, [_fresh(op) for op in operations],
                                      commit_message=commit_message, repo_type=repo_type)
         except Exception as e:
+            limited = rate_limited(e, action="try again", repo_id=repo_id)
+            if limited is not None and (attempt == attempts or limited.retry_after_s > max_delay_s):
+                raise limited from e
             if attempt == attempts or not is_retryable(e):
                 raise
             delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
+            if limited is not None:
+                delay = max(delay, limited.retry_after_s)
             log.warning("commit to %s failed (%s, try %d/%d); retrying in %.1f s",
                         repo_id, type(e).__name__, attempt, attempts, delay)
             sleep(delay)

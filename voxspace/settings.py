@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from voxspace.commit_budget import BudgetConfig
+
 DEFAULT_BASE_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it")  # what Voxtral supports
 
@@ -44,6 +46,7 @@ class Settings:
     push_retry_max_s: float = 300.0  # backoff cap between push retries
     slice_cap_s: int = 120  # longest single ZeroGPU call we ask for
     checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
+    commit_budget: BudgetConfig = field(default_factory=BudgetConfig)  # per repo, under the Hub's limit
     limits: Limits = field(default_factory=Limits)
 
     @property

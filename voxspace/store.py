@@ -10,6 +10,9 @@ returns, the take survives a `kill -9`: that return is the acknowledgement. A ba
 store then commits spooled takes to the person's private dataset repo (created on first push with a
 dataset card), retrying with exponential backoff capped at settings.push_retry_max_s, and removes
 them from the spool. Each take only ever adds its own folder, so no commit rewrites an earlier one.
+Commits are paced by the repo's commit budget (voxspace.commit_budget): one per take while it is
+ample, then every pending take together, so the Hub's 128 commits per hour are never reached; a
+429's Retry-After is honoured, and a Save made while the pusher waits sends nothing early.
 
 Per person and repo, under <data_dir>/users/<username>/<namespace>--<name>/: owner.json (whose,
 where; never a token), spool/ (pending takes, dataset layout) and on_hub.jsonl (a ledger of pushed
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from voxspace.auth import Identity, resolve_identity
-from voxspace.errors import AuthError, BadInput, VoxSpaceError
+from voxspace.commit_budget import CommitBudget
+from voxspace.errors import AuthError, BadInput, RateLimited, VoxSpaceError
 from voxspace.hub import (
     as_user_error,
     commit_with_retry,
@@ -55,7 +59,6 @@ from voxspace.settings import LANGUAGES, Settings
 
 log = logging.getLogger(__name__)
 
-PUSH_BATCH = 50  # takes per commit: one commit per take would flood the repo history
 _METADATA_PATH = re.compile(rf"data/({'|'.join(SPLITS)})/[^/]+/{re.escape(METADATA)}")
 
 
@@ -73,6 +76,7 @@ class StoreStats:
     repo_id: str | None  # None in local no-token mode
     local_only: bool
     location: str  # where the takes are: a repo id or a folder
+    next_push_s: float | None = None  # seconds until pending takes go up (None: nothing waiting)
 
 
 def local_folder(settings: Settings) -> Path:
@@ -184,6 +188,8 @@ class TakeStore:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._resume_lock = threading.Lock()
+        self._budget = CommitBudget(settings.commit_budget)
+        self._retry_at = 0.0  # time.monotonic() before which a failed push is not tried again
         if not self.local_only:
             self._thread = threading.Thread(target=self._run, name=f"push-{repo_id}", daemon=True)
             self._thread.start()
@@ -290,7 +296,8 @@ class TakeStore:
                 pending=len(self._spooled), last_error=self._last_error,
                 done_phrase_ids=frozenset(t.phrase_id for t in takes if t.phrase_id),
                 repo_id=self.repo_id, local_only=self.local_only,
-                location=str(self.root) if self.local_only else self.repo_id)
+                location=str(self.root) if self.local_only else self.repo_id,
+                next_push_s=round(self._due_in_s(), 1) if self._spooled else None)
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every spooled take is on the Hub; False if some are still pending."""
@@ -393,8 +400,9 @@ class TakeStore:
         if not self._repo_ready:
             ensure_private_repo(api, self.repo_id, repo_type="dataset")
             self._repo_ready = True
+        per_commit = max(1, (self.settings.commit_budget.max_files_per_commit - 1) // 2)  # wav + row; card
         with self._lock:
-            batch = sorted(self._spooled.values(), key=lambda t: t.seq)[:PUSH_BATCH]
+            batch = sorted(self._spooled.values(), key=lambda t: t.seq)[:per_commit]
             card = dataset_card(self._identity.username, [*self._known.values(), *batch], self.repo_id)
         ops = []
         for take in batch:
@@ -405,8 +413,11 @@ class TakeStore:
             ops.append(CommitOperationAdd("README.md", card.encode("utf-8")))
         message = f"Add take {batch[0].take_id}" if len(batch) == 1 else f"Add {len(batch)} takes"
         cap = self.settings.push_retry_max_s
-        commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
-                          base_delay_s=min(1.0, cap), max_delay_s=cap)
+        try:
+            commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
+                              base_delay_s=min(1.0, cap), max_delay_s=cap)
+        finally:
+            self._budget.spent()  # a failed try may have landed too (its answer lost)
         self._append_ledger(batch)
         with self._lock:
             self._card_text = card
@@ -417,28 +428,42 @@ class TakeStore:
             self._changed.notify_all()
         log.info("pushed %d takes to %s", len(batch), self.repo_id)
 
+    def _due_in_s(self) -> float:
+        """Real seconds until the pusher may send: the commit budget, or the backoff after a failure."""
+        return max(0.0, self._budget.real_s(self._budget.wait_s()), self._retry_at - time.monotonic())
+
     def _run(self) -> None:
         failures = 0
         while not self._closed:
-            delay = None if failures == 0 else min(self.settings.push_retry_max_s, 0.5 * 2 ** (failures - 1))
-            self._wake.wait(delay)
-            self._wake.clear()
-            if self._closed:
-                return
-            if not self._spooled:
+            due = self._due_in_s() if self._spooled else None
+            if due is None or due > 0:  # a Save or flush wakes us to look again, never to send early
+                self._wake.wait(due)
+                self._wake.clear()
                 continue
             try:
                 self._push_once()
-                failures = 0
-                if self._spooled:
-                    self._wake.set()
+                failures, self._retry_at = 0, 0.0
             except Exception as e:
-                failures += 1
                 err = as_user_error(e, action="save your takes to", repo_id=self.repo_id)
+                if isinstance(err, RateLimited):
+                    self._budget.rate_limited(err.retry_after_s)
+                    err = RateLimited(_waiting_sentence(err.retry_after_s), retry_after_s=err.retry_after_s,
+                                      detail=err.detail)
+                else:
+                    failures += 1
+                    self._retry_at = time.monotonic() + min(self.settings.push_retry_max_s,
+                                                            0.5 * 2 ** (failures - 1))
                 with self._lock:
                     self._last_error = err.user_message
                     self._changed.notify_all()
                 log.warning("push to %s failed (%d in a row): %s", self.repo_id, failures, err)
+
+
+def _waiting_sentence(retry_after_s: float) -> str:
+    """What the person reads while the Hub's hourly commit limit holds their takes back."""
+    minutes = max(1, round(retry_after_s / 60))
+    return (f"The Hub limits how often a repository can change, so your takes go up together in about "
+            f"{minutes} minute{'s' if minutes != 1 else ''}.")
 
 
 def recover_pending(settings: Settings) -> dict[str, int]:

@@ -11,9 +11,10 @@ HTTP (with HF_HUB_DISABLE_XET=1, LFS goes through the basic batch API). It is de
 as the Hub where that catches bugs (see /work/shared/FACTS.md): private repos answer 401 to
 anonymous callers and 404 to other users, a bad token is 401 even on public files, a stale
 parentCommit is 412, README YAML is validated, *.wav/*.safetensors/... must go through LFS and a
-binary regular file over 1 MiB is refused. Every request is logged to `requests.jsonl` with the
-acting user and never the token. Tests can make commits fail, refuse or pause all writes, and read
-repos, Space variables/secrets/hardware directly.
+binary regular file over 1 MiB is refused, and a repo takes at most 128 commits per hour (then 429
+with Retry-After, the Hub's own text; `commit_clock` compresses time). Every request is logged to
+`requests.jsonl` with the acting user and never the token. Tests can make commits (or any route)
+fail, refuse or pause all writes, and read repos, Space variables/secrets/hardware directly.
 
 Also an OpenID provider (/.well-known/openid-configuration, /oauth/authorize|token|userinfo) so
 gradio's real OAuth flow can sign a browser in as any configured user (query `?user=` on
@@ -31,6 +32,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +134,7 @@ KNOWN_LICENSES = {
     "unknown",
     "other",
 }
+COMMITS_PER_HOUR = 128  # the Hub's limit per repo ("... repository commits (128 per hour)")
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?$")
@@ -284,6 +287,8 @@ class HubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         space_build_polls: int = 2,
+        commits_per_hour: int | None = COMMITS_PER_HOUR,
+        commit_clock: Callable[[], float] = time.monotonic,
     ):
         self.root = Path(root_dir)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -297,6 +302,11 @@ class HubServer:
         # upload ticket -> (sha256, size, who asked, repo): a PUT carries no token, only its ticket
         self._lfs_tickets: dict[str, tuple[str, int, Principal, str]] = {}
         self._fail_commits: list[tuple[int, bool]] = []  # (status, after_apply) per next commit POST
+        self._fail_routes: dict[str, list[tuple[int, dict]]] = {}  # route name -> (status, headers)
+        # The Hub's per-repo commit rate limit: times (commit_clock) of each repo's recent commits.
+        self.commits_per_hour = commits_per_hour
+        self.commit_clock = commit_clock
+        self._commit_times: dict[tuple[str, str], list[float]] = {}
         self._write_mode = "open"  # open | refuse | pause
         self._pause_only: str | None = None  # a route name: pause only that one
         self._waiting = 0
@@ -358,6 +368,21 @@ class HubServer:
         (a response lost on the way back)."""
         with self._lock:
             self._fail_commits.extend([(status, after_apply)] * n)
+
+    def fail_next(
+        self, route: str, n: int = 1, *, status: int = 503, retry_after: float | None = None
+    ) -> None:
+        """The next `n` requests to `route` (a handler name: "whoami", "repo_info", "preupload"...)
+        answer `status`, with a Retry-After header when given."""
+        headers = {"Retry-After": str(round(retry_after))} if retry_after is not None else {}
+        with self._lock:
+            self._fail_routes.setdefault(route, []).extend([(status, headers)] * n)
+
+    def commits_in_last_hour(self, repo_id: str, repo_type: str = "model") -> int:
+        """Commits the rate limit counts for this repo right now (commit_clock's hour)."""
+        with self._lock:
+            now = self.commit_clock()
+            return sum(t > now - 3600 for t in self._commit_times.get((repo_type, repo_id), []))
 
     def refuse_writes(self) -> None:
         """Every write answers 503 until allow_writes()."""
@@ -500,6 +525,10 @@ class HubServer:
                 continue
             groups = {k: unquote(v) if v is not None else None for k, v in m.groupdict().items()}
             try:
+                with self._lock:
+                    failure = self._fail_routes.get(name, []) and self._fail_routes[name].pop(0)
+                if failure:
+                    raise HttpError(failure[0], f"Injected by the test server ({name})", extra=failure[1])
                 if write:
                     self._gate_write(name)
                 resp = getattr(self, name)(req, **groups)
@@ -949,6 +978,7 @@ class HubServer:
             if failure and not failure[1]:
                 raise HttpError(failure[0], "Internal Error (injected by the test server)")
             state = self._can_write(req, repo_type, repo)
+            self._rate_limit(repo_type, repo)
             head = self._repos.commit_at(state, rev)
             if head is not self._repos.head(state):
                 raise HttpError(400, "Commits are only accepted on the main branch")
@@ -993,6 +1023,23 @@ class HubServer:
                 "commitUrl": f"{self.url}/{URL_PREFIX[repo_type]}{repo}/commit/{oid}",
             }
         )
+
+    def _rate_limit(self, repo_type: str, repo: str) -> None:
+        """Count this commit against the repo's hour, or refuse it the way the Hub does."""
+        if self.commits_per_hour is None:
+            return
+        now = self.commit_clock()
+        times = [t for t in self._commit_times.get((repo_type, repo), []) if t > now - 3600]
+        if len(times) >= self.commits_per_hour:
+            self._commit_times[(repo_type, repo)] = times
+            wait = max(1, int(times[0] + 3600 - now) + 1)
+            raise HttpError(
+                429,
+                "You have exceeded the rate limit for repository commits "
+                f"({self.commits_per_hour} per hour).",
+                extra={"Retry-After": str(wait)},
+            )
+        self._commit_times[(repo_type, repo)] = [*times, now]
 
     def _apply(self, key: str, value: dict, files: dict) -> None:
         path = value.get("path", "").strip("/")
@@ -1353,8 +1400,11 @@ def _error(e: HttpError) -> Response:
     headers = {"X-Error-Message": e.message.encode("ascii", "replace").decode()}
     if e.code:
         headers["X-Error-Code"] = e.code
-    headers.update({k: v for k, v in e.extra.items() if k.startswith("X-")})
-    body = {"error": e.message, **{k: v for k, v in e.extra.items() if not k.startswith("X-")}}
+    headers.update({k: v for k, v in e.extra.items() if k.startswith("X-") or k == "Retry-After"})
+    body = {
+        "error": e.message,
+        **{k: v for k, v in e.extra.items() if not k.startswith("X-") and k != "Retry-After"},
+    }
     return Response.json(body, e.status, headers)
 
 

@@ -26,19 +26,30 @@ def milestone_line(takes: int) -> str:
     return f"You passed every milestone ({MILESTONES[-1][0]} takes). Every extra take still helps."
 
 
-def hub_line(pending: int, last_error: str | None, repo_id: str | None) -> str:
+def _when(seconds: float) -> str:
+    if seconds < 5:
+        return "now"
+    if seconds < 90:
+        return f"in about {round(seconds / 5) * 5} s"
+    return f"in about {round(seconds / 60)} min"
+
+
+def hub_line(pending: int, last_error: str | None, repo_id: str | None,
+             next_push_s: float | None = None) -> str:
     if repo_id is None:
         return "Kept in the local folder (not pushed anywhere)."
     if pending == 0:
         return f"↑ All takes are on the Hub, in {escape(repo_id)}."
-    line = f"↑ {pending} take{'s' if pending != 1 else ''} waiting to upload; they are safe on this machine."
+    going = f" (next upload {_when(next_push_s)})" if next_push_s is not None else ""
+    line = (f"↑ {pending} take{'s' if pending != 1 else ''} waiting to upload{going}; "
+            "they are safe on this machine.")
     if last_error:
         line += f" Last upload attempt: {escape(last_error)} We keep retrying."
     return line
 
 
 def progress_html(*, takes: int, minutes: float, pending: int, last_error: str | None,
-                  repo_id: str | None) -> str:
+                  repo_id: str | None, next_push_s: float | None = None) -> str:
     share = min(1.0, takes / MILESTONES[0][0]) if takes < MILESTONES[0][0] else min(
         1.0, takes / MILESTONES[-1][0])
     goal = next((g for g, _ in MILESTONES if takes < g), MILESTONES[-1][0])
@@ -49,7 +60,7 @@ def progress_html(*, takes: int, minutes: float, pending: int, last_error: str |
         f'<progress max="{goal}" value="{min(takes, goal)}" aria-label="Takes toward the next milestone">'
         f"{share:.0%}</progress>"
         f'<p class="vx-milestone">{escape(milestone_line(takes))}</p>'
-        f'<p class="vx-hub">{hub_line(pending, last_error, repo_id)}</p>'
+        f'<p class="vx-hub">{hub_line(pending, last_error, repo_id, next_push_s)}</p>'
         "</div>"
     )
 
