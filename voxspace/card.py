@@ -96,14 +96,17 @@ def usage_snippet(base_model: str, adapter_id: str, language: str | None) -> str
     A test runs exactly this text (extracted from the rendered card) against the tiny model.
     """
     lang = "None  # auto-detect" if language is None else json.dumps(language)
-    return f'''import torch
+    return f'''import math
+
+import soundfile as sf
+import torch
 from peft import PeftModel
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
 base_id = "{base_model}"
 adapter_id = "{adapter_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = torch.bfloat16 if device == "cuda" else torch.float32
+dtype = torch.bfloat16  # what the adapter was evaluated on (and ~8.7 GiB where fp32 needs ~17.4)
 
 processor = AutoProcessor.from_pretrained(base_id)
 model = VoxtralForConditionalGeneration.from_pretrained(base_id, dtype=dtype).to(device)
@@ -113,8 +116,9 @@ inputs = processor.apply_transcription_request(
     language={lang}, audio="recording.wav", model_id=base_id
 )
 inputs = inputs.to(device, dtype=dtype)
+max_new_tokens = 32 + math.ceil(15 * sf.info("recording.wav").duration)  # room for fast speech
 with torch.no_grad():
-    out = model.generate(**inputs, max_new_tokens=256, do_sample=False)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
 new_tokens = out[:, inputs["input_ids"].shape[1]:]
 print(processor.batch_decode(new_tokens, skip_special_tokens=True)[0])'''
 
@@ -188,7 +192,8 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         rel = ev.wer_relative_change
         ev_view = dict(n_takes=ev.n_takes, wer_before=_pct(ev.wer_before), cer_before=_pct(ev.cer_before),
                        wer_after=_pct(ev.wer_after), cer_after=_pct(ev.cer_after),
-                       relative=None if rel is None else f"{100 * rel:+.1f}%")
+                       relative=None if rel is None else f"{100 * rel:+.1f}%",
+                       not_better=ev.not_better_sentence())
     per_take = []
     if include_per_take and ev is not None:
         per_take = [{k: _cell(v if v is not None else "") for k, v in vars(t).items()} for t in ev.per_take]

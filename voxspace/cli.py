@@ -119,6 +119,8 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merged", action="store_true", help="also push a merged bf16 model (several GB)")
     p.add_argument("--per-take", action="store_true", help="include held-out transcripts in the card")
     p.add_argument("--preview", action="store_true", help="print the model card and push nothing")
+    p.add_argument("--anyway", action="store_true",
+                   help="publish even if the adapter measured no better than the base model")
     p.set_defaults(func=_cmd_publish)
 
     d = sub.add_parser("demo", help="create a demo Space for a published adapter")
@@ -126,6 +128,8 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--base-model", required=True, help="the base model id the adapter was trained on")
     d.add_argument("--space", help="Space id (default: <you>/<adapter name>-demo)")
     d.add_argument("--dataset", help="recordings dataset id, linked from the demo's page")
+    d.add_argument("--language", action="append", default=[], metavar="CODE",
+                   help="a language the adapter was trained on (repeatable): the demo's default")
     d.add_argument("--public", action="store_true", help="make the Space public (default: private)")
     d.add_argument("--read-token-env", metavar="VAR",
                    help="environment variable holding a READ-ONLY token (needed if the adapter is private)")
@@ -156,7 +160,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                       include_per_take=args.per_take))
         return 0
     res = publish_adapter(args.run, args.repo, identity, settings, private=not args.public,
-                          merged=args.merged, include_per_take=args.per_take, progress=print)
+                          merged=args.merged, include_per_take=args.per_take, progress=print,
+                          anyway=args.anyway)
     print(res.url)
     return 0
 
@@ -177,7 +182,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     identity = _signed_in(settings)
     res = create_demo_space(identity, settings, args.adapter, args.base_model, space_id=args.space,
                             private=not args.public, read_token=read_token, dataset=args.dataset,
-                            hardware=None if args.no_zero_gpu else "zero-a10g")
+                            hardware=None if args.no_zero_gpu else "zero-a10g", languages=args.language)
     print(f"Space {res.space_id} ({'private' if res.private else 'public'}), hardware: "
           f"{res.hardware or 'cpu-basic'}")
     if res.hardware_note:

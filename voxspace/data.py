@@ -32,11 +32,13 @@ def fetch_takes(
     token: str | None = None,
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
+    revision: str | None = None,
 ) -> Path:
     """A local folder holding the takes of `source` (a folder in the dataset layout, or a dataset repo).
 
     A repo is downloaded with `snapshot_download` into `cache_dir`, which must belong to this
-    visitor alone (FACTS: a cache shared between visitors leaks private files).
+    visitor alone (FACTS: a cache shared between visitors leaks private files), at `revision` (a
+    commit: a resumed run reads the recordings as they were when it started) or the newest.
     """
     path = Path(source).expanduser()
     if path.is_dir():
@@ -55,6 +57,7 @@ def fetch_takes(
             endpoint=endpoint,
             cache_dir=str(cache_dir) if cache_dir else None,
             allow_patterns=["data/**"],
+            revision=revision,
         )
     except Exception as e:  # not found, private to someone else, refused token, offline...
         raise as_user_error(e, action="read the recordings in", repo_id=str(source)) from e
@@ -113,6 +116,7 @@ class Example:
     prompt_len: int
     text: str
     language: str | None
+    duration: float | None = None  # seconds of audio: evaluation's token limit follows it
 
     @property
     def n_labels(self) -> int:
@@ -159,6 +163,7 @@ class TranscriptionCollator:
             prompt_len=int(prompt.shape[0]),
             text=take.take.text,
             language=take.take.language or None,
+            duration=float(take.take.duration),
         )
 
     def __call__(self, examples: list[Example]) -> dict[str, Any]:

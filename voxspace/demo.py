@@ -3,7 +3,8 @@
     python -m voxspace demo --adapter me/voxtral-my-voice --base-model mistralai/Voxtral-Mini-3B-2507
 
 The Space gets: the template (README front matter filled: title, models, datasets), the variables
-ADAPTER_ID and BASE_MODEL_ID, ZeroGPU hardware when the account may have it, and, only when the
+ADAPTER_ID, BASE_MODEL_ID and TRAINED_LANGUAGES (the demo's default language: the prompt the adapter
+was trained with), ZeroGPU hardware when the account may have it, and, only when the
 adapter is private, a secret ADAPTER_READ_TOKEN holding a token checked to be read-only. The token
 VoxSpace acts with (the visitor's OAuth token or the owner's write token) is never stored there.
 """
@@ -31,6 +32,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "demo_template"
 TEMPLATE_FILES = ("app.py", "requirements.txt", "README.md")
 ZERO_GPU = "zero-a10g"
 VAR_ADAPTER, VAR_BASE, SECRET_TOKEN = "ADAPTER_ID", "BASE_MODEL_ID", "ADAPTER_READ_TOKEN"
+VAR_LANGUAGES = "TRAINED_LANGUAGES"  # comma-separated codes, e.g. "hi,en"
 DONE_STAGES = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILES", "PAUSED",
                "STOPPED", "DELETING"}
 
@@ -90,6 +92,14 @@ def render_template(adapter_id: str, base_model: str, *, title: str | None = Non
     return files
 
 
+def trained_languages_value(languages: list[str] | None) -> str:
+    """The TRAINED_LANGUAGES variable: known language codes in the run's order, comma-separated."""
+    from voxspace.card import LANGUAGE_NAMES
+
+    seen = [c for c in dict.fromkeys((c or "").strip().lower() for c in languages or []) if c]
+    return ",".join(c for c in seen if c in LANGUAGE_NAMES)
+
+
 def check_read_only_token(read_token: str, identity: Identity, settings: Settings,
                           adapter_id: str | None = None) -> None:
     """Refuse any token that could write, or that belongs to the app's session, before it is stored.
@@ -140,12 +150,13 @@ def check_read_only_token(read_token: str, identity: Identity, settings: Setting
 def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, base_model: str, *,
                       space_id: str | None = None, private: bool = True, read_token: str | None = None,
                       dataset: str | None = None, title: str | None = None,
-                      hardware: str | None = ZERO_GPU) -> DemoResult:
+                      hardware: str | None = ZERO_GPU, languages: list[str] | None = None) -> DemoResult:
     """Create (or update) the demo Space for `adapter_id` and start its build.
 
     A private adapter needs `read_token` (checked read-only, stored as a Space secret); a public
     one needs nothing and no token is stored. ZeroGPU is requested when `hardware` is set; a refusal
     is reported in `DemoResult.hardware_note`, not raised: the Space still works on CPU, slowly.
+    `languages` (the run's training languages) become the demo's default language.
     """
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
@@ -178,6 +189,11 @@ def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, b
             api.update_repo_settings(space_id, private=private, repo_type="space")
         api.add_space_variable(space_id, VAR_ADAPTER, adapter_id)
         api.add_space_variable(space_id, VAR_BASE, base_model)
+        trained = trained_languages_value(languages)
+        if trained:
+            api.add_space_variable(space_id, VAR_LANGUAGES, trained)
+        else:
+            api.delete_space_variable(space_id, VAR_LANGUAGES)  # a stale one from an earlier adapter
         if store_token:
             api.add_space_secret(space_id, SECRET_TOKEN, store_token,
                                  description="read-only token for the private adapter")

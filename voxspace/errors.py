@@ -102,6 +102,10 @@ class NaNLoss(TrainError):
     pass
 
 
+class TakesChanged(TrainError):
+    """A run's pinned takes are gone or differ from what it was started on (voxspace.pinning)."""
+
+
 class Busy(TrainError):
     """Another training run holds the GPU; the message says the person's place in the queue."""
 
@@ -109,6 +113,10 @@ class Busy(TrainError):
 # --- publishing and the demo Space (voxspace.publish, voxspace.demo) ----------------------------
 class PublishError(VoxSpaceError):
     """Publishing the adapter or creating its demo failed in a way the person can act on."""
+
+
+class NotBetter(PublishError):
+    """The fine-tuned WER is not lower than the base model's: publishing needs an explicit 'anyway'."""
 
 
 class NothingToPublish(PublishError):

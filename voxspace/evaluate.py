@@ -3,12 +3,18 @@
     report = evaluate_run(model, processor, test_takes)      # model: a PeftModel
     report.wer_before, report.wer_after, report.per_take
 
-Text is normalised first (transformers' Whisper normalisers: EnglishTextNormalizer for English,
-BasicTextNormalizer otherwise), so "Hello, world!" and "hello world" count as the same words.
+Text is normalised first, so "Hello, world!" and "hello world" count as the same words: English
+with transformers' EnglishTextNormalizer, every other language with Whisper's BasicTextNormalizer
+changed to keep combining marks (the original turns each Devanagari vowel sign into a space, so
+one Hindi word became several and misspelt vowels were not counted; openai/whisper#2849).
+
+Generation stops at a token limit that follows each take's duration (`token_limit`), so a long
+take is never cut and a short one cannot run on for long.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,15 +24,55 @@ from voxspace.data import Example, TranscriptionCollator
 from voxspace.layout import LocalTake
 from voxspace.run_record import EvalReport, TakeResult
 
+log = logging.getLogger(__name__)
 
-def normalise(text: str, language: str | None) -> str:
-    """Lower-case, strip punctuation (and, for English, expand contractions and spell numbers)."""
+# Generation limit: a margin plus a rate above the densest speech we expect. Fast English is ~3
+# tokens/s of audio and Hindi ~4.5 with Voxtral's tokenizer (30 s: ~90 and ~130 tokens).
+TOKENS_BASE = 32
+TOKENS_PER_SECOND = 15
+
+
+def token_limit(duration_s: float | None) -> int:
+    """Tokens a transcript of `duration_s` seconds of speech may take (the demo uses the same rule).
+
+    Without a duration (an example built by hand) a 30 s chunk is assumed.
+    """
+    import math
+
+    seconds = 30.0 if duration_s is None or duration_s <= 0 else float(duration_s)
+    return TOKENS_BASE + math.ceil(TOKENS_PER_SECOND * seconds)
+
+
+def generation_limit(example: Example, cap: int | None = None) -> int:
+    """`token_limit` of the take, and never fewer than its reference needs plus the margin, so a
+    transcript as long as the reference is never cut, whatever the tokenizer. `cap` bounds it."""
+    limit = max(token_limit(example.duration), example.n_labels + TOKENS_BASE)
+    return limit if cap is None else max(1, min(limit, cap))
+
+
+def _keep_marks(s: str) -> str:
+    """Whisper's `remove_symbols`, except that combining marks (Unicode M*) are letters' parts, kept."""
+    import unicodedata
+
+    return "".join(" " if unicodedata.category(c)[0] in "SP" else c for c in unicodedata.normalize("NFKC", s))
+
+
+def _normaliser(language: str | None) -> Any:
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
-    # The British->American spelling map ships with Whisper checkpoints, not with transformers;
-    # for one speaker reading fixed prompts an empty map changes nothing that matters.
-    norm = EnglishTextNormalizer({}) if language == "en" else BasicTextNormalizer()
-    return " ".join(norm(text).split())
+    if language == "en":
+        # The British->American spelling map ships with Whisper checkpoints, not with transformers;
+        # for one speaker reading fixed prompts an empty map changes nothing that matters.
+        return EnglishTextNormalizer({})
+    norm = BasicTextNormalizer()
+    norm.clean = _keep_marks
+    return norm
+
+
+def normalise(text: str, language: str | None) -> str:
+    """Lower-case, strip punctuation and bracketed asides; keep every letter with its marks
+    (and, for English, expand contractions and spell numbers)."""
+    return " ".join(_normaliser(language)(text).split())
 
 
 def error_rates(
@@ -60,18 +106,22 @@ def transcribe(
     examples: list[Example],
     *,
     batch_size: int = 8,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     cache: Any = None,
 ) -> list[str]:
-    """Greedy transcripts of `examples`, generated in left-padded batches."""
+    """Greedy transcripts of `examples`, generated in left-padded batches.
+
+    A batch may generate the largest `generation_limit` of its takes; `max_new_tokens`, when given,
+    caps that (tests keep a random model's babble short with it).
+    """
     import torch
 
     dev = next(model.parameters()).device
     tower = next(_voxtral(model).model.audio_tower.parameters())
     out: list[str] = []
     model.eval()
-    # length-sorted batches waste less padding; results go back into the original order
-    order = sorted(range(len(examples)), key=lambda i: examples[i].prompt_len)
+    # length-sorted batches waste less padding and share a token limit; results go back in order
+    order = sorted(range(len(examples)), key=lambda i: (examples[i].prompt_len, examples[i].duration or 0.0))
     texts: dict[int, str] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -85,10 +135,11 @@ def transcribe(
             )
         else:
             kw["input_features"] = features
+        limit = max(generation_limit(examples[i], max_new_tokens) for i in idx)
         with torch.no_grad():
             generated = model.generate(
                 **kw,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=limit,
                 do_sample=False,
                 pad_token_id=collator.pad_id,
                 eos_token_id=collator.eos_id,
@@ -110,7 +161,7 @@ def evaluate_run(
     *,
     before: EvalReport | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     cache: Any = None,
     examples: list[Example] | None = None,
 ) -> EvalReport:
@@ -122,6 +173,10 @@ def evaluate_run(
     examples = examples or [collator.encode(t) for t in takes]
     refs = [t.take.text for t in takes]
     langs = [t.take.language or None for t in takes]
+    if before is not None and [r.take_id for r in before.per_take] != [t.take.take_id for t in takes]:
+        # measured on other takes (a run from before takes were pinned): compare like with like
+        log.warning("the stored base-model report is for other takes: measuring the base model again")
+        before = None
     if before is None:
         with adapter_disabled(model):
             base_hyps = transcribe(
@@ -154,7 +209,7 @@ def evaluate_adapter(
     *,
     before: EvalReport | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     encoder_cache: bool = True,
 ) -> EvalReport:
     """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
@@ -184,7 +239,9 @@ def evaluate_adapter(
         tuned.unload()
 
 
-def evaluate_run_dir(run_dir: str | Path, base: tuple[Any, Any], *, max_new_tokens: int = 64) -> EvalReport:
+def evaluate_run_dir(
+    run_dir: str | Path, base: tuple[Any, Any], *, max_new_tokens: int | None = None
+) -> EvalReport:
     """Evaluate a finished run's adapter on its held-out takes and store the report in summary.json."""
     from voxspace.run_record import ADAPTER_DIR, RunRecord
     from voxspace.train import Trainer

@@ -152,12 +152,12 @@ def gpu_slice(
 _TRACKERS: dict[str, Any] = {}  # per run folder; set by run_in_slices (fork copies it into the worker)
 
 
-def _eval_duration(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> int:
+def _eval_duration(run_dir: str, cap_s: int = 120, max_new_tokens: int | None = None) -> int:
     return cap_s
 
 
 @spaces.GPU(duration=_eval_duration)
-def gpu_evaluate(run_dir: str, cap_s: int = 120, max_new_tokens: int = 64) -> Any:
+def gpu_evaluate(run_dir: str, cap_s: int = 120, max_new_tokens: int | None = None) -> Any:
     """One GPU call: WER/CER before and after for a finished run; stored in its summary.json."""
     from voxspace.evaluate import evaluate_run_dir
     from voxspace.train import Trainer

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voxspace.card import base_model_license, card_files, is_repo_id, preview_card
-from voxspace.errors import NothingToPublish, PublishError
+from voxspace.errors import NotBetter, NothingToPublish, PublishError
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, SUMMARY, RunRecord
 from voxspace.settings import Settings
@@ -65,6 +65,14 @@ def adapter_files(run_dir: Path) -> dict[str, Path]:
         raise NothingToPublish("The adapter's configuration file is damaged; train again.",
                                detail=str(e)) from e
     return {name: adapter / name for name in ADAPTER_FILES}
+
+
+def check_better(record: RunRecord) -> None:
+    """Raise NotBetter when the adapter measured no better than the base model (before any push)."""
+    warning = record.eval.not_better_sentence() if record.eval is not None else None
+    if warning:
+        raise NotBetter(f"{warning} Publishing it would share a model that knows your voice no better. "
+                        "Train again (more takes, or fewer epochs), or choose to publish it anyway.")
 
 
 def published_adapter_config(path: Path, base_model: str) -> bytes:
@@ -177,12 +185,13 @@ def merged_size(run_dir: Path, identity: Identity, settings: Settings) -> int | 
 
 def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *,
                     private: bool = True, merged: bool = False, include_per_take: bool = False,
-                    progress: Progress | None = None) -> PublishResult:
+                    progress: Progress | None = None, anyway: bool = False) -> PublishResult:
     """Create (or reuse) `repo_id` with the chosen visibility and push the adapter + card in one commit.
 
     `private` is applied to an existing repo too: publishing is where the owner chooses who sees it.
     `merged=True` also pushes a merged bf16 model under merged/ (size reported through `progress`
-    before the push starts).
+    before the push starts). An adapter measured no better than the base model raises NotBetter
+    unless `anyway`; its card says so either way.
     """
     from huggingface_hub import CommitOperationAdd
 
@@ -190,6 +199,8 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: S
     run_dir = Path(run_dir)
     files = adapter_files(run_dir)
     record = RunRecord.load(run_dir)
+    if not anyway:
+        check_better(record)
     repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
     api = hub_api(identity, settings)
 

@@ -40,6 +40,19 @@ class EvalReport:
     per_take: list[TakeResult] = field(default_factory=list)
 
     @property
+    def improved(self) -> bool | None:
+        """Whether the adapter's WER is lower than the base model's; None until it is measured."""
+        return None if self.wer_after is None else self.wer_after < self.wer_before
+
+    def not_better_sentence(self) -> str | None:
+        """The warning the Train tab, the Publish tab and the card show, or None when it improved."""
+        if self.improved is not False:
+            return None
+        return (f"The fine-tuned model is not better than the base model on your {self.n_takes} held-out "
+                f"takes: WER {100 * self.wer_after:.1f}% against {100 * self.wer_before:.1f}% for the "
+                "base model.")
+
+    @property
     def wer_relative_change(self) -> float | None:
         if self.wer_after is None or self.wer_before == 0:
             return None
@@ -60,6 +73,10 @@ class RunRecord:
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     eval: EvalReport | None = None
     finished: bool = False
+    # the run's pinned takes (voxspace.pinning): with the revision, every number can be reproduced
+    dataset_revision: str | None = None
+    train_take_ids: list[str] = field(default_factory=list)
+    test_take_ids: list[str] = field(default_factory=list)
 
     def save(self, run_dir: Path) -> Path:
         run_dir = Path(run_dir)

@@ -101,7 +101,7 @@ class Run:
         push: Callable[[Path], None] | None,
         tracker: Any,
         evaluate: bool,
-        max_new_tokens: int,
+        max_new_tokens: int | None,
         max_steps_per_slice: int | None,
         queue: gpu.RunQueue,
         checkpoint_every_s: float = math.inf,
@@ -149,6 +149,9 @@ class Run:
                 before = evaluate_on_gpu(str(self.run_dir), None, self._max_new_tokens, int(self._cap_s))
                 self._store_eval(before)
             self.phase = "training"
+            if new := self.trainer.new_takes:
+                self._say(f"{new} take{'s' if new != 1 else ''} recorded since this run started "
+                          "wait for the next run: a run keeps the takes it started with.")
             self._say(
                 f"Training on {len(self.trainer.train_takes)} takes "
                 f"({'in GPU slices' if self._sliced else 'in one run'})."
@@ -162,9 +165,10 @@ class Run:
             if self._evaluate:
                 self.phase = "evaluating-after"
                 self._say("Measuring the fine-tuned model on the held-out takes.")
-                self._store_eval(
-                    evaluate_on_gpu(str(self.run_dir), before, self._max_new_tokens, int(self._cap_s))
-                )
+                after = evaluate_on_gpu(str(self.run_dir), before, self._max_new_tokens, int(self._cap_s))
+                self._store_eval(after)
+                if warning := after.not_better_sentence():
+                    self._say(f"{warning} The Publish tab will ask before sharing it.")
             self.phase = "done"
             self._say("Done.")
         except BaseException as e:  # the thread must report every failure, not die silently
@@ -292,12 +296,14 @@ class Run:
         return not self._thread.is_alive()
 
 
-def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int, cap_s: int) -> int:
+def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int) -> int:
     return cap_s
 
 
 @spaces.GPU(duration=_eval_duration)
-def evaluate_on_gpu(run_dir: str, before: EvalReport | None, max_new_tokens: int, cap_s: int) -> EvalReport:
+def evaluate_on_gpu(
+    run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int
+) -> EvalReport:
     """One GPU call: the base model on the held-out takes (`before` None), or the adapter against `before`."""
     from voxspace.evaluate import evaluate_adapter
 
@@ -322,7 +328,7 @@ def start_run(
     resume: bool = False,
     sliced: bool | None = None,
     evaluate: bool = True,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     max_steps_per_slice: int | None = None,
     queue: gpu.RunQueue | None = None,
 ) -> Run:
@@ -529,7 +535,8 @@ def describe_phase(p: RunProgress) -> str:
     return {
         "evaluating-before": "Measuring how well the base model knows your voice…",
         "evaluating-after": "Measuring how well the fine-tuned model knows your voice…",
-        "done": "Done. The adapter is ready on the Publish tab.",
+        "done": (p.eval.not_better_sentence() if p.eval else None)
+        or "Done. The adapter is ready on the Publish tab.",
         "cancelled": "Cancelled. The checkpoint is kept: Resume continues from it.",
         "failed": p.message or "Training failed.",
     }[p.phase]

@@ -43,6 +43,7 @@ from voxspace.model import (
     detach_lora,
     load_base,
 )
+from voxspace.pinning import TakePins, dataset_revision
 from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
@@ -237,8 +238,12 @@ class Trainer:
             model_cfg = model_cfg or ModelConfig(base_model=spec["base_model"], precision=config.precision)
         self.config = config
         self.data = str(data)
+        same_data = bool(spec) and spec.get("data") == self.data
         # where the takes sit on this machine (a Hub snapshot is fetched once, in prepare())
-        self.data_dir = spec.get("data_dir") if spec and spec.get("data") == self.data else None
+        self.data_dir = spec.get("data_dir") if same_data else None
+        # the takes this run trains on and holds out, fixed when it started (voxspace.pinning)
+        self.pins = TakePins.from_dict(spec.get("takes")) if same_data else None
+        self.new_takes = 0  # takes in the recordings that are not this run's (they wait for the next)
         self.model_cfg = model_cfg or ModelConfig(precision=config.precision)
         self.model_cfg.precision = config.precision
         self._base = base
@@ -266,11 +271,17 @@ class Trainer:
             "data": self.data,
             "data_dir": self.data_dir,
             "base_model": self.model_cfg.base_model,
+            "takes": self.pins.to_dict() if self.pins else None,
         }
         (self.run_dir / RUN_SPEC).write_text(json.dumps(spec, indent=1))
 
     def prepare(self) -> Trainer:
-        """The CPU-only part of setup: find the takes, check there are enough, write run.json."""
+        """The CPU-only part of setup: find the takes, check there are enough, write run.json.
+
+        The first prepare pins the run's takes (ids, content hashes, dataset commit); every later
+        one, in a slice, after a restart or for evaluation, selects exactly those (TakesChanged if
+        one is gone or altered) and counts the takes recorded since in `new_takes`.
+        """
         if checkpoint.has_checkpoint(self.run_dir):
             stored = checkpoint.read_state(self.run_dir).get("config")
             if stored is not None and TrainConfig.from_dict(stored) != self.config:
@@ -283,9 +294,14 @@ class Trainer:
             self.prepared = True
             return self
         if not (self.data_dir and Path(self.data_dir).is_dir()):
-            self.data_dir = str(fetch_takes(self.data, **self._data_kw))
+            revision = self.pins.revision if self.pins else None
+            self.data_dir = str(fetch_takes(self.data, revision=revision, **self._data_kw))
         takes = read_folder(Path(self.data_dir))
-        self.train_takes, self.test_takes = split_takes(takes)
+        if self.pins is None:
+            self.train_takes, self.test_takes = split_takes(takes)
+            self.pins = TakePins.pin(self.train_takes, self.test_takes, dataset_revision(Path(self.data_dir)))
+        else:
+            self.train_takes, self.test_takes, self.new_takes = self.pins.select(takes)
         self._write_spec()
         self.prepared = True
         return self
@@ -602,6 +618,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "data": self.data,
             "base_model": self.model_cfg.base_model,
+            "takes": self.pins.to_dict() if self.pins else None,  # a run pulled from the Hub keeps them
         }
         path = checkpoint.save(self.run_dir, self.model, trainer_state, state)
         self.record().save(self.run_dir)
@@ -625,6 +642,9 @@ class Trainer:
             dataset=self.data,
             config=self.config.to_dict(),
             languages=sorted({t.take.language for t in self.train_takes if t.take.language}),
+            dataset_revision=self.pins.revision if self.pins else None,
+            train_take_ids=[t.take.take_id for t in self.train_takes],
+            test_take_ids=[t.take.take_id for t in self.test_takes],
             n_train_takes=len(self.train_takes),
             n_test_takes=len(self.test_takes),
             train_minutes=round(sum(t.take.duration for t in self.train_takes) / 60, 3),

@@ -45,7 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("--no-eval", action="store_true", help="skip WER/CER before and after")
     tr.add_argument(
-        "--max-new-tokens", type=int, default=64, help="longest transcript generated in evaluation"
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="cap on a transcript's tokens in evaluation (default: from each take's duration)",
     )
     tr.set_defaults(func=_train)
 
@@ -54,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--base-model", required=True)
     ev.add_argument("--adapter", help="a folder with adapter_config.json (e.g. RUN/adapter)")
     ev.add_argument("--precision", default="8bit", choices=["8bit", "bf16", "fp32"])
-    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--max-new-tokens", type=int, default=None)
     ev.set_defaults(func=_evaluate)
 
 

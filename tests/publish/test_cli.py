@@ -68,3 +68,17 @@ def test_cli_demo_refuses_an_empty_token_variable_and_a_private_adapter_without_
     assert "EMPTY_VAR" in capsys.readouterr().err
     assert main(args) == 2
     assert "read-only token" in capsys.readouterr().err
+
+
+def test_cli_publish_of_a_worse_model_needs_anyway(as_alice, hub, run_dir, capsys):
+    from voxspace.run_record import RunRecord
+
+    record = RunRecord.load(run_dir)
+    record.eval.wer_after = 0.6
+    record.save(run_dir)
+    name = unique("cli-worse")
+    assert main(["publish", "--run", str(run_dir), "--repo", name]) == 2
+    assert "not better than the base model" in capsys.readouterr().err
+    assert not hub.repo_exists(f"alice/{name}")
+    assert main(["publish", "--run", str(run_dir), "--repo", name, "--anyway"]) == 0
+    assert hub.repo_exists(f"alice/{name}")

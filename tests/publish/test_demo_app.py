@@ -67,12 +67,12 @@ def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    model = PeftModel.from_pretrained(VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir),
-                                      tiny_adapter_dir).eval()
+    base = VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(base, tiny_adapter_dir).eval()
     pcm, rate = sf.read(wav, dtype="int16")  # what gr.Audio(type="numpy") hands the app
     x = soxr.resample(pcm.astype(np.float32) / 32767, rate, 16000).astype(np.float32)
     inputs = processor.apply_transcription_request(language="en", audio=x, sampling_rate=16000,
-                                                   format="wav", model_id="x")
+                                                   format="wav", model_id="x").to(dtype=torch.bfloat16)
     n = inputs["input_ids"].shape[1]
 
     def run() -> str:
@@ -86,8 +86,15 @@ def _expected(tiny_model_dir: Path, tiny_adapter_dir: Path, wav: Path) -> tuple[
     return tuned, base
 
 
+def _component(config: dict, elem_id: str) -> dict:
+    found = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
+    assert len(found) == 1, elem_id
+    return found[0]
+
+
 def test_demo_transcribes_with_the_private_adapter_beside_the_base(hub, hub_models, tmp_path, speech_wav,
                                                                    tiny_model_dir, tiny_adapter_dir):
+    import httpx
     import numpy as np
     import soundfile as sf
     from gradio_client import Client, handle_file
@@ -98,13 +105,18 @@ def test_demo_transcribes_with_the_private_adapter_beside_the_base(hub, hub_mode
     long_wav = tmp_path / "long.wav"
     sf.write(long_wav, np.zeros(4 * 16000, dtype=np.int16), 16000)
     with demo_app(hub, tmp_path, ADAPTER_ID=hub_models["private_adapter"], BASE_MODEL_ID=hub_models["base"],
-                  ADAPTER_READ_TOKEN=read_tok, MAX_SECONDS="3") as (url, log):
+                  ADAPTER_READ_TOKEN=read_tok, MAX_SECONDS="3", TRAINED_LANGUAGES="xx, FR,en") as (url, log):
+        language = _component(httpx.get(url + "config", timeout=30).json(), "language")
         client = Client(url, verbose=False)
         tuned, base = client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
         auto_tuned, _ = client.predict(handle_file(str(speech_wav)), "auto", api_name="/transcribe")
         with pytest.raises(AppError, match="longer than 3 s"):
             client.predict(handle_file(str(long_wav)), "en", api_name="/transcribe")
-    assert (tuned, base) == _expected(tiny_model_dir, tiny_adapter_dir, speech_wav)
+    # the trained languages lead the list and the first is the default; unknown codes are dropped
+    assert language["value"] == "fr"
+    assert [c[1] for c in language["choices"][:3]] == ["auto", "fr", "en"]
+    assert language["choices"][1][0] == "French (trained)"
+    assert (tuned, base) == _expected(tiny_model_dir, tiny_adapter_dir, speech_wav)  # bf16, as on a GPU
     assert tuned and tuned != base  # the adapter really is applied to the fine-tuned side
     assert isinstance(auto_tuned, str)
     assert read_tok not in log.read_text()

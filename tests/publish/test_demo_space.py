@@ -12,6 +12,7 @@ from voxspace.demo import (
     TEMPLATE_DIR,
     VAR_ADAPTER,
     VAR_BASE,
+    VAR_LANGUAGES,
     ZERO_GPU,
     create_demo_space,
     demo_status,
@@ -48,6 +49,15 @@ def test_demo_space_holds_the_template_readme_and_variables(hub, alice, hub_sett
     assert hub.space_hardware_requests(space) == [ZERO_GPU]
     assert not res.read_token_stored
     assert alice.token not in _all_space_text(hub, space)
+
+
+def test_trained_languages_become_a_variable_and_a_stale_one_is_removed(hub, alice, hub_settings, hub_models):
+    space = f"alice/{unique('demo')}"
+    create_demo_space(alice, hub_settings, hub_models["adapter"], BASE, space_id=space,
+                      languages=["hi", "EN", "", "xx", "hi"])
+    assert hub.space_variables(space)[VAR_LANGUAGES] == "hi,en"  # unknown and repeated codes dropped
+    create_demo_space(alice, hub_settings, hub_models["adapter"], BASE, space_id=space, languages=[])
+    assert VAR_LANGUAGES not in hub.space_variables(space)  # the demo falls back to Auto-detect
 
 
 def test_public_toggle_and_default_space_name(hub, alice, hub_settings, hub_models):

@@ -134,9 +134,12 @@ def test_the_cards_usage_snippet_runs_against_the_published_adapter(hub, alice, 
                                                                    tiny_model_dir, tiny_adapter_dir):
     """Copy the snippet out of the pushed card, run it in a fresh interpreter, compare its output with
     the same model + adapter loaded here: the reader gets the fine-tuned transcription."""
+    import soundfile as sf
     import torch
     from peft import PeftModel
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+    from voxspace.evaluate import token_limit
 
     make_record(base_model=hub_models["base"]).save(run_dir)
     res = publish_adapter(run_dir, unique("voxtral-snippet"), alice, hub_settings)  # private
@@ -152,11 +155,13 @@ def test_the_cards_usage_snippet_runs_against_the_published_adapter(hub, alice, 
     assert out.returncode == 0, out.stderr[-3000:]
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    model = PeftModel.from_pretrained(VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir),
-                                      tiny_adapter_dir).eval()
+    base = VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(base, tiny_adapter_dir).eval()
     inputs = processor.apply_transcription_request(language="en", audio=str(speech_wav), model_id="x")
+    inputs = inputs.to(dtype=torch.bfloat16)
+    limit = token_limit(sf.info(str(speech_wav)).duration)  # the evaluation's rule: same length
     with torch.no_grad():
-        ids = model.generate(**inputs, max_new_tokens=256, do_sample=False)
+        ids = model.generate(**inputs, max_new_tokens=limit, do_sample=False)
     expected = processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
     assert expected.strip()
     assert out.stdout.rstrip("\n") == expected

@@ -63,3 +63,22 @@ def test_the_apps_own_token_is_never_accepted_as_the_demo_token():
     with pytest.raises(TokenNotAllowed):
         check_read_only_token("  ", me, Settings(hub_endpoint="http://127.0.0.1:9"))
     assert "hf_alice_write" not in repr(me)
+
+
+def _make_worse(run_dir) -> None:
+    from voxspace.run_record import RunRecord
+
+    record = RunRecord.load(run_dir)
+    record.eval.wer_after = record.eval.wer_before  # no better: equal counts as not better
+    record.save(run_dir)
+
+
+def test_an_adapter_no_better_than_the_base_is_refused_before_any_hub_call(run_dir):
+    from voxspace.errors import NotBetter
+
+    _make_worse(run_dir)
+    offline = Settings(hub_endpoint="http://127.0.0.1:9")  # nothing listens: a Hub call would fail
+    with pytest.raises(NotBetter) as e:
+        publish_adapter(run_dir, "alice/voxtral-worse", Identity("alice", "hf_x", "local"), offline)
+    assert "not better than the base model" in e.value.user_message
+    assert "43.8% against 43.8%" in e.value.user_message and "anyway" in e.value.user_message

@@ -12,6 +12,8 @@ import pytest
 from voxspace.ui import publish
 from voxspace.ui.session import start_session
 
+from .conftest import unique
+
 
 def _visitor(settings, user, token):
     profile = gr.OAuthProfile({"preferred_username": user, "name": user, "profile": "", "picture": ""})
@@ -51,3 +53,24 @@ def test_signed_out_visitors_are_asked_to_sign_in(space_settings):
     anon = start_session(space_settings, profile=None, token=None)
     status, _ = publish.publish(anon, "run-1", "", False, False)
     assert "Sign in" in status
+
+
+def test_a_worse_model_is_named_before_publishing_and_needs_the_tick(space_settings, hub_tokens, run_dir,
+                                                                      hub):
+    from voxspace.run_record import RunRecord
+
+    alice = _visitor(space_settings, "alice", hub_tokens["alice"])
+    run = publish.runs_root(alice) / "run-worse"
+    shutil.copytree(run_dir, run)
+    record = RunRecord.load(run)
+    record.eval.wer_after = 0.5  # worse than the base's 43.8%
+    record.save(run)
+    status, card = publish.preview(alice, "run-worse", "", False, False)
+    assert "not better than the base model" in status and "50.0% against 43.8%" in status
+    assert "did not improve on the base model" in card  # the card states it too
+    repo = f"alice/{unique('voxtral-worse')}"
+    status, _ = publish.publish(alice, "run-worse", repo, False, False, False)
+    assert "not better than the base model" in status and not hub.repo_exists(repo)
+    status, adapter = publish.publish(alice, "run-worse", repo, False, False, True)  # ticked: anyway
+    assert f"Published to {repo}" in status and adapter == repo and hub.repo_exists(repo)
+    assert "did not improve on the base model" in hub.read_file(repo, "README.md").decode()

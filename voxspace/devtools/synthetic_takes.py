@@ -79,6 +79,7 @@ def synthetic_examples(
             prompt_len=int(prompt.shape[0]),
             text=" ".join(str(int(t)) for t in text),
             language="en" if lang_ids else None,
+            duration=seconds,
         )
         out.append(SyntheticTake(example, seconds))
     return out

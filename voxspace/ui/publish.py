@@ -48,6 +48,13 @@ def _default_repo(sess: Session, name: str) -> str:
     return f"{sess.identity.username}/voxtral-{name}"
 
 
+def _not_better(run: Path) -> str | None:
+    from voxspace.run_record import RunRecord
+
+    ev = RunRecord.load(run).eval
+    return ev.not_better_sentence() if ev is not None else None
+
+
 def preview(sess: Session | None, name: str | None, repo_id: str, public: bool, per_take: bool):
     from voxspace.card import preview_card
 
@@ -59,10 +66,13 @@ def preview(sess: Session | None, name: str | None, repo_id: str, public: bool, 
                             include_per_take=per_take)
     except VoxSpaceError as e:
         return status_html("rejected", e.user_message), ""
+    if warning := _not_better(run):  # said before anything is pushed
+        return status_html("rejected", f"{warning} Publishing asks you to confirm it."), card
     return status_html("info", "This is the model card that will be published."), card
 
 
-def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, per_take: bool):
+def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, per_take: bool,
+            anyway: bool = False):
     from voxspace.publish import publish_adapter
 
     if sess is None or not sess.identity.signed_in:
@@ -70,7 +80,8 @@ def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, 
     try:
         run = _run_dir(sess, name)
         result = publish_adapter(run, (repo_id or "").strip() or _default_repo(sess, name), sess.identity,
-                                 sess.settings, private=not public, include_per_take=per_take)
+                                 sess.settings, private=not public, include_per_take=per_take,
+                                 anyway=bool(anyway))
     except VoxSpaceError as e:
         log.info("publish refused: %s", e)
         return status_html("rejected", e.user_message), gr.skip()
@@ -88,10 +99,12 @@ def create_demo(sess: Session | None, adapter_id: str, name: str | None, public:
         yield status_html("info", "Sign in with Hugging Face to create a demo.")
         return
     try:
-        base = RunRecord.load(_run_dir(sess, name)).base_model
-        result = create_demo_space(sess.identity, sess.settings, (adapter_id or "").strip(), base,
-                                   private=not public, read_token=(read_token or "").strip() or None,
-                                   dataset=sess.store.repo_id if sess.store else None)
+        record = RunRecord.load(_run_dir(sess, name))
+        result = create_demo_space(sess.identity, sess.settings, (adapter_id or "").strip(),
+                                   record.base_model, private=not public,
+                                   read_token=(read_token or "").strip() or None,
+                                   dataset=sess.store.repo_id if sess.store else None,
+                                   languages=record.languages)
         note = f" {result.hardware_note}" if result.hardware_note else ""
         yield status_html("info", f"Demo Space {result.space_id} created; building…{note}")
         for st in follow_build(sess.identity, sess.settings, result.space_id, interval_s=3.0, timeout_s=900):
@@ -115,6 +128,8 @@ def build(session: gr.State) -> gr.Dropdown:
         public = gr.Checkbox(False, label="Public: anyone can see and download it", elem_id="publish-public")
         per_take = gr.Checkbox(False, label="Show held-out transcripts in the card",
                                elem_id="publish-per-take")
+        anyway = gr.Checkbox(False, label="Publish even if it is not better than the base model",
+                             elem_id="publish-anyway")
     with gr.Row():
         preview_btn = gr.Button("Preview the model card", elem_id="preview-btn")
         publish_btn = gr.Button("Publish the adapter", variant="primary", elem_id="publish-btn")
@@ -130,6 +145,6 @@ def build(session: gr.State) -> gr.Dropdown:
 
     look.click(refresh_runs, [session], [run])
     preview_btn.click(preview, [session, run, repo, public, per_take], [status, card])
-    publish_btn.click(publish, [session, run, repo, public, per_take], [status, adapter])
+    publish_btn.click(publish, [session, run, repo, public, per_take, anyway], [status, adapter])
     demo_btn.click(create_demo, [session, adapter, run, demo_public, read_token], [demo_status])
     return run

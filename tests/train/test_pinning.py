@@ -1,0 +1,139 @@
+"""A run keeps the takes it started on: slices, a resume after a restart and both evaluations use them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+
+import pytest
+
+from tests.train.conftest import make_take
+from voxspace import checkpoint
+from voxspace.errors import TakesChanged
+from voxspace.pinning import TakePins
+from voxspace.run_record import RunRecord
+from voxspace.train import RUN_SPEC, TrainConfig, Trainer
+
+
+def _ids(takes) -> list[str]:
+    return [t.take.take_id for t in takes]
+
+
+@pytest.fixture
+def data(tmp_path, takes_dir):
+    """A copy of the six session takes that a test may add to or damage."""
+    return shutil.copytree(takes_dir, tmp_path / "takes")
+
+
+def test_takes_recorded_after_the_start_wait_for_the_next_run(tmp_path, data):
+    run = tmp_path / "run"
+    first = Trainer(run, TrainConfig.quick(), data).prepare()
+    train, test = _ids(first.train_takes), _ids(first.test_takes)
+    make_take(data, 6, "a new training take")  # recorded while the run is paused
+    make_take(data, 7, "a new held out take")  # split_for(7) == "test"
+
+    again = Trainer(run).prepare()
+    assert (_ids(again.train_takes), _ids(again.test_takes)) == (train, test)
+    assert again.new_takes == 2
+    spec = json.loads((run / RUN_SPEC).read_text())
+    assert [i for i, _ in spec["takes"]["test"]] == test and spec["takes"]["revision"] is None
+    # a brand-new run in another folder does take them
+    fresh = Trainer(tmp_path / "run-2", TrainConfig.quick(), data).prepare()
+    assert "t006" in _ids(fresh.train_takes) and "t007" in _ids(fresh.test_takes)
+
+
+def test_resume_after_a_restart_trains_and_evaluates_the_pinned_takes(tmp_path, data, base):
+    """After a restart only checkpoint/ and summary.json come back from the Hub (no run.json): the
+    pins travel in the checkpoint's state.json, so steps, total and both splits stay the same."""
+    from voxspace.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    trainer = Trainer(run, TrainConfig.quick(batch_size=1), data, base=base)
+    trainer.train_slice(max_steps=1)
+    total, train, test = trainer.total_steps, _ids(trainer.train_takes), _ids(trainer.test_takes)
+    before = evaluate_run(trainer.model, trainer.processor, trainer.test_takes, max_new_tokens=2)
+    trainer.close()
+    make_take(data, 6, "a new training take")
+    make_take(data, 7, "a new held out take")
+    (run / RUN_SPEC).unlink()  # what pull_checkpoint leaves: checkpoint/ + summary.json
+    assert checkpoint.read_state(run)["takes"]["train"][0][0] == train[0]
+
+    resumed = Trainer(run, base=base).setup()
+    assert (_ids(resumed.train_takes), _ids(resumed.test_takes)) == (train, test)
+    assert resumed.total_steps == total and resumed.step == 1 and resumed.new_takes == 2
+    assert len(resumed.examples) == len(train)
+    report = evaluate_run(
+        resumed.model, resumed.processor, resumed.test_takes, before=before, max_new_tokens=2
+    )
+    assert [r.take_id for r in report.per_take] == test and report.wer_before == before.wer_before
+    record = RunRecord.load(run)
+    assert record.train_take_ids == train and record.test_take_ids == test
+    resumed.close()
+
+
+def test_a_report_of_other_takes_is_not_reused_as_the_before(tmp_path, data, base):
+    """Runs from before pinning stored a 'before' of other takes: it is measured again, not zipped."""
+    from voxspace.evaluate import evaluate_run
+
+    model, processor = base
+    trainer = Trainer(tmp_path / "run", TrainConfig.quick(), data).prepare()
+    report = evaluate_run(model, processor, trainer.test_takes, max_new_tokens=2)
+    make_take(data, 7, "a new held out take")
+    newest = Trainer(tmp_path / "run-2", TrainConfig.quick(), data).prepare().test_takes[-1]
+    more = [*trainer.test_takes, newest]
+    again = evaluate_run(model, processor, more, before=report, max_new_tokens=2)
+    assert [r.take_id for r in again.per_take] == _ids(more) and again.n_takes == 3
+
+
+@pytest.mark.parametrize("damage", ["deleted", "re-recorded", "text edited"])
+def test_a_pinned_take_that_is_gone_or_changed_stops_the_run_with_a_sentence(tmp_path, data, damage):
+    run = tmp_path / "run"
+    Trainer(run, TrainConfig.quick(), data).prepare()
+    folder = next(data.glob("data/test/t001"))
+    if damage == "deleted":
+        shutil.rmtree(folder)
+    elif damage == "re-recorded":
+        make_take(data, 1, "a different sentence entirely")
+        (folder / "metadata.jsonl").write_text(
+            (folder / "metadata.jsonl").read_text().replace("a different sentence entirely", "open the door")
+        )
+    else:
+        meta = folder / "metadata.jsonl"
+        meta.write_text(meta.read_text().replace("open the door", "open the window"))
+    with pytest.raises(TakesChanged) as e:
+        Trainer(run).prepare()
+    assert "start a new run" in e.value.user_message
+    assert ("no longer in the recordings" if damage == "deleted" else "were changed") in e.value.user_message
+
+
+def test_pins_round_trip_and_old_runs_without_pins_still_load():
+    pins = TakePins(revision="abc123", train=[("t000", "h0")], test=[("t001", "h1")])
+    assert TakePins.from_dict(json.loads(json.dumps(pins.to_dict()))) == pins
+    assert TakePins.from_dict(None) is None
+
+
+def test_a_hub_dataset_is_read_at_the_commit_the_run_started_on(tmp_path, takes_dir, hub, hub_tokens):
+    """After a restart the local snapshot is gone: the takes are fetched again at the pinned commit,
+    so a take pushed in the meantime is not even downloaded."""
+    from huggingface_hub import HfApi
+
+    token = hub_tokens["alice"]
+    api = HfApi(endpoint=hub.url, token=token)
+    repo = f"alice/pinned-{secrets.token_hex(4)}"
+    api.create_repo(repo, repo_type="dataset", private=True)
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(takes_dir))
+    start = api.dataset_info(repo).sha
+    kw = dict(data_token=token, data_endpoint=hub.url, data_cache_dir=tmp_path / "cache")
+    run = tmp_path / "run"
+    first = Trainer(run, TrainConfig.quick(), repo, **kw).prepare()
+    assert first.pins.revision == start
+
+    extra = tmp_path / "extra"
+    make_take(extra, 6, "pushed while the run was paused")
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(extra))
+    assert api.dataset_info(repo).sha != start
+    shutil.rmtree(tmp_path / "cache")  # a restarted Space has no snapshot on disk
+    again = Trainer(run, **kw).prepare()
+    assert _ids(again.train_takes) == _ids(first.train_takes) and again.new_takes == 0
+    assert start in again.data_dir
