@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voxspace.loss_curve import loss_svg
+from voxspace.model import describe_adaptation
 from voxspace.run_record import RunRecord
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         steps_done=record.steps_done,
         steps_total=record.steps_total,
         settings=_settings_rows(record.config),
+        adapted=describe_adaptation(int(record.config.get("adapt_encoder") or 0)),
         eval=ev_view,
         per_take=per_take,
         loss_image=loss_image_path,

@@ -5,6 +5,13 @@ their output is a pure function of the take. We keep it (in memory up to `max_by
 in files under `spill_dir`) and build `inputs_embeds` exactly as VoxtralModel.forward does: token
 embeddings with the [AUDIO] positions replaced by the audio embeddings (masked_scatter). The
 language model then sees bit-for-bit the same input (tests/test_train.py checks the loss).
+
+With the encoder option (LoRA on the top N encoder layers and the projector, issue 15) the same idea
+works one level down: what is cached is the output of the frozen layers below the adapted ones, and
+the adapted layers, the final norm and the projector run on it in every step, with gradients. Which
+level applies is read off the model itself (`adapted_from`), so a cache can never serve output that
+an adapter would have changed; the two levels have different keys, and a take's projector-output
+entry keeps its old key (and spill file name).
 """
 
 from __future__ import annotations
@@ -28,6 +35,47 @@ def audio_embeds(model: Any, input_features: torch.Tensor) -> torch.Tensor:
     return inner.get_audio_features(input_features.to(tower_dtype)).pooler_output
 
 
+def adapted_from(model: Any) -> int | None:
+    """Index of the lowest audio-encoder layer with LoRA in it (the layer count when only the
+    projector has some); None when the audio path carries no LoRA at all."""
+    inner = voxtral_of(model).model
+    layers = inner.audio_tower.layers
+    for i, layer in enumerate(layers):
+        if _has_lora(layer):
+            return i
+    return len(layers) if _has_lora(inner.multi_modal_projector) else None
+
+
+def _has_lora(module: Any) -> bool:
+    return any(hasattr(m, "lora_A") for m in module.modules())
+
+
+@torch.no_grad()
+def frozen_hidden(model: Any, input_features: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """(n_chunks, 1500, d) hidden states after the first `n_layers` encoder layers, as
+    VoxtralEncoder.forward computes them (tests compare this path with the model's own forward)."""
+    tower = voxtral_of(model).model.audio_tower
+    x = input_features.to(tower.conv1.weight.dtype)
+    x = torch.nn.functional.gelu(tower.conv1(x))
+    x = torch.nn.functional.gelu(tower.conv2(x)).permute(0, 2, 1)
+    hidden = (x + tower.embed_positions.weight).to(x.dtype)
+    hidden = torch.nn.functional.dropout(hidden, p=tower.dropout, training=tower.training)
+    for layer in tower.layers[:n_layers]:
+        hidden = layer(hidden, attention_mask=None)
+    return hidden
+
+
+def embeds_from_hidden(model: Any, hidden: torch.Tensor, start: int) -> torch.Tensor:
+    """The rest of the audio path on cached `hidden`: layers[start:], final norm, projector (with
+    gradients: this is where the encoder adapter learns)."""
+    inner = voxtral_of(model).model
+    tower = inner.audio_tower
+    for layer in tower.layers[start:]:
+        hidden = layer(hidden, attention_mask=None)
+    hidden = tower.layer_norm(hidden).reshape(-1, inner.config.audio_config.intermediate_size)
+    return inner.multi_modal_projector(hidden)
+
+
 class EncoderCache:
     """Audio embeddings per take id, bounded in memory, spilled to disk beyond the bound."""
 
@@ -42,20 +90,27 @@ class EncoderCache:
     def _spill_path(self, take_id: str) -> Path | None:
         return self.spill_dir / f"{take_id}.pt" if self.spill_dir else None
 
-    def get(self, model: Any, take_id: str, input_features: torch.Tensor) -> torch.Tensor:
-        if (hit := self._memory.get(take_id)) is not None:
+    def get(
+        self, model: Any, take_id: str, input_features: torch.Tensor, level: int | None = None
+    ) -> torch.Tensor:
+        """The take's audio embeddings, or with `level` its hidden states below encoder layer `level`."""
+        key = take_id if level is None else f"{take_id}.below{level}"
+        if (hit := self._memory.get(key)) is not None:
             self.hits += 1
             return hit
         device = input_features.device
-        spill = self._spill_path(take_id)
+        spill = self._spill_path(key)
         if spill is not None and spill.is_file():
             self.hits += 1
             return torch.load(spill, map_location=device, weights_only=True)
         self.misses += 1
-        embeds = audio_embeds(model, input_features)
+        if level is None:
+            embeds = audio_embeds(model, input_features)
+        else:
+            embeds = frozen_hidden(model, input_features, level)
         size = embeds.numel() * embeds.element_size()
         if self._bytes + size <= self.max_bytes:
-            self._memory[take_id] = embeds
+            self._memory[key] = embeds
             self._bytes += size
         elif spill is not None:
             spill.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +124,12 @@ class EncoderCache:
         voxtral = voxtral_of(model)
         input_ids = batch["input_ids"]
         features = batch["input_features"].split(batch["chunks"])
+        level = adapted_from(model)
         audio = torch.cat(
-            [self.get(model, tid, f) for tid, f in zip(batch["take_ids"], features, strict=True)]
+            [self.get(model, tid, f, level) for tid, f in zip(batch["take_ids"], features, strict=True)]
         )
+        if level is not None:
+            audio = embeds_from_hidden(model, audio, level)
         embeds = voxtral.get_input_embeddings()(input_ids)
         mask = (input_ids == voxtral.config.audio_token_id).unsqueeze(-1).expand_as(embeds)
         return embeds.masked_scatter(mask, audio.to(embeds.device, embeds.dtype))

@@ -3,9 +3,12 @@
     model, processor = load_base(ModelConfig("mistralai/Voxtral-Mini-3B-2507", precision="8bit"))
     model = attach_lora(model, LoraSettings(rank=16, alpha=32))
 
-The audio tower and projector stay frozen and un-adapted: LoRA anywhere in the encoder would force
-a backward pass through all 32 encoder layers (FACTS "Where a Voxtral LoRA step spends its work"),
-and it would make the encoder-output cache (voxspace.encoder_cache) wrong.
+By default the audio tower and projector stay frozen and un-adapted: LoRA anywhere in the encoder
+forces a backward pass through every encoder layer above it (FACTS "Where a Voxtral LoRA step spends
+its work"). For speech far from what Voxtral heard in training, `LoraSettings.encoder_layers = N`
+also adapts the top N encoder layers (attention + MLP) and the projector (issue 15): the frozen
+layers below them are then cached per take instead (voxspace.encoder_cache), so the extra cost is
+the top N layers only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ LORA_TARGETS: dict[str, str | list[str]] = {
     "language_model": LM_LORA_TARGETS,
     "attention_everywhere": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
+# The encoder option: attention and MLP of an encoder layer, and both projector matrices.
+ENCODER_LAYER_MODULES = r"(self_attn\.(q|k|v|out)_proj|fc1|fc2)"
+PROJECTOR_MODULES = r".*multi_modal_projector\.linear_(1|2)"
+MAX_ENCODER_LAYERS = 32  # Voxtral-Mini-3B's audio encoder; a smaller model is checked when LoRA is attached
 # Full module names: bitsandbytes matches "audio_tower" against nothing (FACTS "8-bit").
 INT8_SKIP_MODULES = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
 
@@ -62,6 +69,7 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     targets: str = "language_model"  # a key of LORA_TARGETS
+    encoder_layers: int = 0  # also adapt the top N audio-encoder layers and the projector
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -127,18 +135,58 @@ def quiet_int8_cast_warning() -> None:
         bnb_log.addFilter(_Once("MatMul8bitLt: inputs will be cast"))
 
 
+def encoder_layer_count(model: Any) -> int:
+    """How many layers the model's audio encoder has (32 for Voxtral-Mini-3B)."""
+    from voxspace.encoder_cache import voxtral_of
+
+    return len(voxtral_of(model).model.audio_tower.layers)
+
+
+def lora_target_regex(lora: LoraSettings, n_encoder_layers: int) -> str | list[str]:
+    """peft's target_modules: the LM's projections, plus (encoder option) the top N encoder layers'
+    attention and MLP and the projector. One regex, so a reloaded adapter_config.json (the demo, a
+    resumed run) wraps exactly the same modules."""
+    targets = LORA_TARGETS[lora.targets]
+    n = lora.encoder_layers
+    if not n:
+        return targets
+    if n > n_encoder_layers:
+        raise BadHyperparameter(
+            f"This model's audio encoder has {n_encoder_layers} layers: adapt at most {n_encoder_layers} "
+            f"(asked for {n})."
+        )
+    if lora.targets != "language_model":
+        raise BadHyperparameter("The encoder option adds to the language-model LoRA only.")
+    top = "|".join(str(i) for i in range(n_encoder_layers - n, n_encoder_layers))
+    encoder = rf".*audio_tower\.layers\.({top})\.{ENCODER_LAYER_MODULES}"
+    return f"{targets}|{encoder}|{PROJECTOR_MODULES}"
+
+
 def attach_lora(model: Any, lora: LoraSettings) -> Any:
-    """Wrap `model` in a PeftModel whose only trainable parameters are LM LoRA weights."""
+    """Wrap `model` in a PeftModel whose only trainable parameters are LoRA weights: the LM's, and
+    with `lora.encoder_layers` also the top encoder layers' and the projector's."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=LORA_TARGETS[lora.targets],
+        target_modules=lora_target_regex(lora, encoder_layer_count(model)),
         bias="none",
     )
     return get_peft_model(model, config)
+
+
+def describe_adaptation(encoder_layers: int, n_encoder_layers: int | None = None) -> str:
+    """Which parts of Voxtral an adapter changes, in words (model card, run summary)."""
+    if not encoder_layers:
+        return "the language model only (the audio encoder and projector are unchanged)"
+    of = f" of {n_encoder_layers}" if n_encoder_layers else ""
+    layers = "layer" if encoder_layers == 1 else "layers"
+    return (
+        f"the language model, the top {encoder_layers}{of} audio-encoder {layers} (attention and MLP) "
+        "and the audio projector"
+    )
 
 
 def detach_lora(model: Any) -> Any:

@@ -36,6 +36,7 @@ from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
 from voxspace.model import (
     LORA_TARGETS,
+    MAX_ENCODER_LAYERS,
     PRECISIONS,
     LoraSettings,
     ModelConfig,
@@ -84,6 +85,9 @@ class TrainConfig:
     auto_batch: bool = True  # (e) on a GPU, takes per pass fitted to free memory; takes per step kept
     cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache
     lora_targets: str = "language_model"  # "attention_everywhere" only to measure the old recipe
+    # Acoustic adaptation (issue 15): LoRA also on the top N audio-encoder layers and the projector,
+    # for speech unlike what Voxtral was trained on. The frozen layers below are cached per take.
+    adapt_encoder: int = 0
 
     @classmethod
     def quick(cls, **kw: Any) -> TrainConfig:
@@ -120,7 +124,13 @@ class TrainConfig:
         return math.ceil(n_examples / self.step_size)
 
     def lora(self) -> LoraSettings:
-        return LoraSettings(rank=self.rank, alpha=self.alpha, dropout=self.dropout, targets=self.lora_targets)
+        return LoraSettings(
+            rank=self.rank,
+            alpha=self.alpha,
+            dropout=self.dropout,
+            targets=self.lora_targets,
+            encoder_layers=self.adapt_encoder,
+        )
 
     def validate(self) -> TrainConfig:
         """Raise BadHyperparameter with a sentence a person can act on; returns self."""
@@ -149,6 +159,11 @@ class TrainConfig:
             bad(f"Precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}).")
         if self.lora_targets not in LORA_TARGETS:
             bad(f"LoRA targets must be one of {', '.join(LORA_TARGETS)} (got {self.lora_targets!r}).")
+        n = self.adapt_encoder
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_ENCODER_LAYERS:
+            bad(f"Encoder layers to adapt must be a whole number from 0 to {MAX_ENCODER_LAYERS} (got {n!r}).")
+        if n and self.lora_targets != "language_model":
+            bad("Adapting the top encoder layers adds to the language-model LoRA: keep the default targets.")
         if self.encoder_cache and self.lora_targets != "language_model":
             bad("The encoder-output cache needs LoRA kept out of the audio encoder; switch one of them off.")
         if self.epochs > 100:
@@ -468,6 +483,10 @@ class Trainer:
         n_tokens = sum(self.examples[i].n_labels for i in step_ids)
         self.model.train()
         self.base_model.model.audio_tower.eval()  # frozen: no dropout, same output as the cache
+        if cfg.adapt_encoder:  # the adapted top layers and projector train (their LoRA dropout on)
+            for layer in self.base_model.model.audio_tower.layers[-cfg.adapt_encoder :]:
+                layer.train()
+            self.base_model.model.multi_modal_projector.train()
         total = 0.0
         passes = self.fitter.passes(step_ids, lengths)
         for ids in passes:

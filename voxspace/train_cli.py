@@ -43,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="always --batch-size takes per pass (default: fitted to free GPU memory)",
     )
+    tr.add_argument(
+        "--adapt-encoder",
+        type=int,
+        metavar="N",
+        help="also adapt the top N audio-encoder layers and the projector, for speech far from typical "
+        "(e.g. 4 or 8; costs more per step)",
+    )
     tr.add_argument("--no-eval", action="store_true", help="skip WER/CER before and after")
     tr.add_argument(
         "--max-new-tokens",
@@ -83,6 +90,7 @@ def _config(args: argparse.Namespace) -> Any:
             "precision": args.precision,
             "slice_seconds": args.slice_seconds,
             "auto_batch": False if args.fixed_batch else None,
+            "adapt_encoder": args.adapt_encoder,
         }.items()
         if v is not None
     }

@@ -146,3 +146,14 @@ def test_snippet_in_the_card_is_the_usage_snippet_and_compiles(tmp_path):
     assert 'language="fr"' in snippet and 'adapter_id = "alice/voxtral-alice"' in snippet
     with pytest.raises(ValueError):
         extract_snippet("# no code here")
+
+
+LM_ONLY = "the language model only (the audio encoder and projector are unchanged)"
+TOP_4 = "the language model, the top 4 audio-encoder layers (attention and MLP) and the audio projector"
+
+
+@pytest.mark.parametrize(("config", "says"), [({"rank": 8}, LM_ONLY), ({"adapt_encoder": 0}, LM_ONLY),
+                                              ({"adapt_encoder": 4}, TOP_4)])
+def test_card_says_which_parts_of_the_model_were_adapted(config, says):
+    text = str(build_card(make_record(config=config), "alice/x", license="apache-2.0"))
+    assert f"LoRA on {says}." in text

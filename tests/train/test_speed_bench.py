@@ -7,7 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -159,7 +159,8 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
     printed = json.loads(proc.stdout[proc.stdout.index("\n{") :])
     assert printed == json.loads(out.read_text())
     # on a CPU every variant runs in fp32 (bf16 is emulated there), so "-8bit" has nothing to measure
-    expected = [v.name for v in bench.build_variants() if v.name not in bench.GPU_ONLY]
+    variants = bench.build_variants(encoder_layers=bench.TINY_LAYERS)  # the tiny model the bench builds
+    expected = [v.name for v in variants if v.name not in bench.GPU_ONLY]
     assert printed["complete"] and [r["name"] for r in printed["variants"]] == expected
     assert {r["config"]["precision"] for r in printed["variants"]} == {"fp32"}
     for row in printed["variants"]:
@@ -188,3 +189,16 @@ def test_the_int8_cast_warning_is_logged_once_not_on_every_matmul(tiny_voxtral_d
             model(input_ids=batch["input_ids"], input_features=batch["input_features"].to(torch.bfloat16))
     casts = [r for r in caplog.records if "inputs will be cast" in r.getMessage()]
     assert len(casts) <= 1
+
+
+@pytest.mark.parametrize(("layers", "rows"), [(32, {4, 8}), (2, {2})])
+def test_encoder_option_rows_configure_what_they_claim(bench, layers, rows):
+    variants = {v.name: v.config for v in bench.build_variants(epochs=5, encoder_layers=layers)}
+    default = variants["default"]
+    assert default.adapt_encoder == 0 and default.encoder_cache  # the N = 0 row
+    for n in rows:
+        config = variants[f"+adapt_enc_{n}"].validate()
+        assert config == replace(default, adapt_encoder=n)  # cache kept: the lower layers are cached
+    everything = variants["+adapt_enc_all_nocache"].validate()
+    assert everything == replace(default, adapt_encoder=layers, encoder_cache=False)
+    assert len([n for n in variants if n.startswith("+adapt_enc_")]) == len(rows) + 1

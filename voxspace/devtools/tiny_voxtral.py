@@ -95,7 +95,8 @@ def build_processor(out: Path):
     return VoxtralProcessor(feature_extractor=fe, tokenizer=tokenizer), vocab
 
 
-def build(out: str | Path, *, full_size: bool = False, seed: int = 0, save_weights: bool = True):
+def build(out: str | Path, *, full_size: bool = False, seed: int = 0, save_weights: bool = True,
+          layers: int = 2):
     """Write a loadable model folder to `out` and return (model, processor).
 
     With full_size=True the processor is still the tiny one (token ids differ from the real
@@ -107,7 +108,7 @@ def build(out: str | Path, *, full_size: bool = False, seed: int = 0, save_weigh
     out = Path(out)
     processor, vocab = build_processor(out)
     torch.manual_seed(seed)
-    config = full_size_config() if full_size else tiny_config(vocab)
+    config = full_size_config() if full_size else tiny_config(vocab, seed_layers=layers)
     if full_size:
         config.text_config.vocab_size = max(config.text_config.vocab_size, vocab)
     model = VoxtralForConditionalGeneration(config)
