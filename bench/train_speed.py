@@ -409,7 +409,7 @@ def gpu_budget(default: dict[str, Any], takes: int, epochs: int) -> dict[str, An
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full-size", action="store_true", help="Voxtral-Mini-3B dimensions (for a GPU)")
-    ap.add_argument("--layers", type=int, default=None, help="encoder and LM layers (CPU check; also the tiny model's)")
+    ap.add_argument("--layers", type=int, default=None, help="encoder and LM layers (also the tiny model's)")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--takes", type=int, default=None, help="training takes (default 16 tiny, 50 full size)")
     ap.add_argument("--eval-takes", type=int, default=None, help="held-out takes timed with generate")

@@ -512,6 +512,7 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -
         * config.epochs
         * COMPUTE_S_PER_AUDIO_S[kind]
         * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
+        * config.step_cost_factor()
     )
     steps = config.steps_per_epoch(n_train) * config.epochs
     slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1

@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
 EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel features)
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
+# The encoder option's extra work per take and epoch, from FACTS "Where a Voxtral LoRA step spends its
+# work" (full width, per take): an encoder layer's forward + backward 0.76 s, against 30 LM layers x
+# 0.93 s plus lm_head over the label positions 0.43 s for the default (encoder cached) step.
+ENCODER_LAYER_STEP_SHARE = 0.76 / (30 * 0.93 + 0.43)
+ACOUSTIC_LAYERS = 8  # what "My speech sounds very different from typical speech" adapts
 
 
 def one_step_budget(step_time_s: float | None, save_s: float | None) -> float:
@@ -119,6 +124,11 @@ class TrainConfig:
     def step_size(self) -> int:
         """Takes each optimizer step learns from, however they are split into passes."""
         return self.batch_size * self.grad_accum
+
+    def step_cost_factor(self) -> float:
+        """Step time relative to LoRA on the language model only (a planning figure, not measured here:
+        bench/train_speed.py's +adapt_enc rows measure it)."""
+        return 1.0 + self.adapt_encoder * ENCODER_LAYER_STEP_SHARE
 
     def steps_per_epoch(self, n_examples: int) -> int:
         return math.ceil(n_examples / self.step_size)

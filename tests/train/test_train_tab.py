@@ -10,6 +10,7 @@ import pytest
 from voxspace import run_service
 from voxspace.auth import Identity
 from voxspace.store import TakeStore, local_folder
+from voxspace.train import ACOUSTIC_LAYERS
 from voxspace.ui import publish, train
 from voxspace.ui.session import Session
 
@@ -103,3 +104,18 @@ def test_a_page_that_missed_every_event_still_shows_the_run(sess):
     status, bar, *_, start_btn, cancel_btn, _ = train.poll(other)
     assert final.phase == "done" and "Done" in status and f"step {final.step} of" in bar
     assert start_btn["interactive"] is True and cancel_btn["interactive"] is False
+
+
+def test_the_acoustic_box_adapts_the_encoder_and_its_cost_is_shown_before_start(sess):
+    values = train.preset_values("quick")
+    sliced, acoustic = False, True
+    config = train.config_from("quick", *values, sliced, acoustic)
+    assert config.adapt_encoder == ACOUSTIC_LAYERS > 0
+    assert train.config_from("quick", *values, sliced, False).adapt_encoder == 0
+    assert train.config_from("quick", *values).adapt_encoder == 0  # missing box: unticked
+    assert "Acoustic adaptation is on" not in train.plan(sess, "quick", *values, sliced, False)
+    ticked = train.plan(sess, "quick", *values, sliced, acoustic)
+    assert f"top {ACOUSTIC_LAYERS} audio-encoder layers" in ticked and "% longer" in ticked
+    for hardware in ("zerogpu", "cuda", "cpu"):  # the estimate grows by the option's share
+        lm_only = run_service.estimate(train.config_from("quick", *values), 200, 30.0, hardware)
+        assert run_service.estimate(config, 200, 30.0, hardware) > lm_only

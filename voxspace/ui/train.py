@@ -32,6 +32,9 @@ PRESETS = {
 }
 ADVANCED = ("rank", "alpha", "lr", "epochs", "batch_size", "grad_accum", "precision", "slice_seconds",
             "auto_batch")
+# Boxes after the ADVANCED values, in this order; a preset never changes them. A handler given fewer
+# values (a test, an older caller) reads the missing ones as unticked.
+EXTRAS = ("sliced", "acoustic")
 EVAL_HEADERS = ["Measure", "Before", "After", "Relative change"]
 TAKE_HEADERS = ["Take", "Reference", "Base model", "Fine-tuned"]
 UNEXPECTED = "Training could not start (the takes or the model could not be read). Try again in a minute."
@@ -65,13 +68,24 @@ def preset_values(name: str) -> list[Any]:
 
 def config_from(preset: str, *values: Any) -> Any:
     """A TrainConfig from the preset and the advanced fields (validated later, before any loading)."""
-    from voxspace.train import TrainConfig
+    from voxspace.train import ACOUSTIC_LAYERS, TrainConfig
 
     def plain(v: Any) -> Any:  # gr.Number gives floats; whole numbers must stay ints for validate()
         return int(v) if isinstance(v, float) and v.is_integer() else v
 
     overrides = {f: plain(v) for f, v in zip(ADVANCED, values, strict=False) if v not in (None, "")}
+    if _extra(values, "acoustic"):
+        overrides["adapt_encoder"] = ACOUSTIC_LAYERS
     return TrainConfig.preset(preset or "quick", **overrides)
+
+
+def acoustic_note(cfg: Any) -> str:
+    """What the acoustic option costs, in words, for the plan shown before Start."""
+    if not cfg.adapt_encoder:
+        return ""
+    extra = round(100 * (cfg.step_cost_factor() - 1))
+    return (f" Acoustic adaptation is on: the top {cfg.adapt_encoder} audio-encoder layers learn too, "
+            f"so each step takes about {extra}% longer (included in the estimate).")
 
 
 def plan(sess: Session | None, preset: str, *values: Any) -> str:
@@ -90,7 +104,8 @@ def plan(sess: Session | None, preset: str, *values: Any) -> str:
     unit = "CPU minutes" if hw.kind == "cpu" else "GPU minutes"
     quota = (" A free account gets 5 ZeroGPU minutes a day (PRO: 40); the run resumes the next day if it "
              "runs out." if hw.kind == "zerogpu" else "")
-    return f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**.{quota}"
+    return (f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**."
+            f"{acoustic_note(cfg)}{quota}")
 
 
 def _idle_buttons(sess: Session | None) -> tuple[Any, Any, Any]:
@@ -138,9 +153,15 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
     return status_html("info", "Starting…"), *_running_buttons()
 
 
+def _extra(values: tuple[Any, ...], name: str) -> bool:
+    """One of the EXTRAS boxes, from a handler's values."""
+    i = len(ADVANCED) + EXTRAS.index(name)
+    return bool(values[i]) if len(values) > i else False
+
+
 def _sliced(values: tuple[Any, ...]) -> bool | None:
-    """The 'train in slices' box, the last advanced value: ticked forces slices, unticked means auto."""
-    return True if len(values) > len(ADVANCED) and values[len(ADVANCED)] else None
+    """The 'train in slices' box: ticked forces slices, unticked means auto."""
+    return True if _extra(values, "sliced") else None
 
 
 def resume(sess: Session | None) -> tuple[Any, ...]:
@@ -295,6 +316,8 @@ class TrainTab:
 
 
 def build(session: gr.State) -> TrainTab:
+    from voxspace.train import ACOUSTIC_LAYERS, ENCODER_LAYER_STEP_SHARE
+
     gr.Markdown("## Train your model\nA small LoRA adapter is fine-tuned on your takes, and the takes held "
                 "out are used to measure the error rate before and after.")
     text, cmd = readiness(None)
@@ -302,6 +325,11 @@ def build(session: gr.State) -> TrainTab:
     preset = gr.Radio(list(PRESETS), value="quick", label="Preset", elem_id="train-preset",
                       info=" ".join(PRESETS.values()))
     q = preset_values("quick")
+    acoustic = gr.Checkbox(
+        False, label="My speech sounds very different from typical speech", elem_id="train-acoustic",
+        info=f"Also adapts how the model hears sounds (the top {ACOUSTIC_LAYERS} layers of its audio "
+        "encoder), not only how it reads them: helps most for speech far from typical; each step takes about "
+        f"{round(100 * ACOUSTIC_LAYERS * ENCODER_LAYER_STEP_SHARE)}% longer.")
     with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
         with gr.Row():
             rank = gr.Number(q[0], label="LoRA rank", precision=0, minimum=1, elem_id="train-rank")
@@ -325,7 +353,8 @@ def build(session: gr.State) -> TrainTab:
                                  elem_id="train-auto-batch")
         sliced = gr.Checkbox(False, label="Train in slices with a checkpoint after each, as on ZeroGPU "
                              "(always on there)", elem_id="train-sliced")
-    advanced = [rank, alpha, lr, epochs, batch, accum, precision, slice_s, auto_batch, sliced]
+    advanced = [rank, alpha, lr, epochs, batch, accum, precision, slice_s, auto_batch, sliced, acoustic]
+    fields = advanced[: len(ADVANCED)]
     estimate = gr.Markdown(elem_id="train-estimate")
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -348,13 +377,13 @@ def build(session: gr.State) -> TrainTab:
     timer = gr.Timer(1.0)  # always on: see the module docstring
 
     buttons = [start_btn, cancel_btn, resume_btn]
-    preset.change(preset_values, [preset], advanced[:-1], show_progress="hidden")
-    for c in [preset, *advanced[:-1]]:
-        c.change(plan, [session, preset, *advanced[:-1]], [estimate], show_progress="hidden")
+    preset.change(preset_values, [preset], fields, show_progress="hidden")
+    for c in [preset, *fields, acoustic]:
+        c.change(plan, [session, preset, *advanced], [estimate], show_progress="hidden")
     start_btn.click(start, [session, preset, *advanced], [status, *buttons])
     resume_btn.click(resume, [session], [status, *buttons])
     cancel_btn.click(cancel, [session], [status])
     timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, *buttons],
                show_progress="hidden")
     dash_btn.click(dashboard_link, [session], [dash])
-    return TrainTab([session, preset, *advanced[:-1]], [ready, estimate, command, *buttons])
+    return TrainTab([session, preset, *advanced], [ready, estimate, command, *buttons])
