@@ -103,6 +103,15 @@ def hub_settings(hub, tmp_path):
 
 
 @pytest.fixture
+def close_stores():
+    """Stop every store's pusher after the test (their spools stay on disk, as after a restart)."""
+    yield
+    from voxspace.store import TakeStore
+
+    TakeStore.close_all()
+
+
+@pytest.fixture
 def fresh_repo_id(hub):
     """`fresh_repo_id("alice", "recordings")` -> "alice/recordings-1a2b3c4d": the session's Hub is
     shared by every test, so a fixed repo name collides (409) or holds another test's files."""

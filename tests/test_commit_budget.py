@@ -3,15 +3,16 @@ and a 429's Retry-After is honoured without a single extra request."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.conftest import USERS
 from tests.support.hub_server import HubServer
-from voxspace.audio import prepare_take
 from voxspace.auth import Identity
 from voxspace.commit_budget import BudgetConfig, CommitBudget
 from voxspace.layout import read_folder
@@ -26,10 +27,7 @@ class FakeClock:
         return self.t
 
 
-@pytest.fixture(autouse=True)
-def _close_stores():
-    yield
-    TakeStore.close_all()
+pytestmark = pytest.mark.usefixtures("close_stores")
 
 
 def _commits_per_window(times: list[float], window: float = 3600.0) -> int:
@@ -141,12 +139,17 @@ def fast_world(tmp_path):
         hub.stop()
 
 
+_TAKES = itertools.count()
+
+
 def _tiny_take() -> tuple[bytes, float]:
+    """A 1 s tone, a different pitch each call: the store refuses audio it already holds."""
     t = np.arange(16_000) / 16_000
-    clean = prepare_take(
-        (16_000, (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(3 * t))).astype(np.float32))
-    )
-    return clean.wav_bytes(), clean.duration
+    f = 200 + next(_TAKES) % 2000 * 0.25
+    tone = 0.3 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(3 * t))
+    buf = io.BytesIO()
+    sf.write(buf, tone.astype(np.float32), 16_000, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), 1.0
 
 
 def _alice() -> Identity:
@@ -161,12 +164,12 @@ def _hub_requests(hub, repo: str, since: float = 0.0) -> list[dict]:
 def test_two_hours_at_one_take_per_5_s_stays_under_the_limit_and_loses_nothing(fast_world):
     speed = 480.0
     hub, settings = fast_world(speed)
-    wav, dur = _tiny_take()
     store = TakeStore.for_identity(settings, _alice())
+    takes = [_tiny_take() for _ in range(2 * 3600 // 5)]
     saved = []
     start = time.monotonic()
     for i in range(2 * 3600 // 5):
-        saved.append(store.save(wav, dur, text=f"phrase {i}", language="en", phrase_id=f"en-{i}").take_id)
+        saved.append(store.save(*takes[i], text=f"phrase {i}", language="en", phrase_id=f"en-{i}").take_id)
         time.sleep(max(0.0, start + (i + 1) * 5 / speed - time.monotonic()))
     assert store.flush(60), store.stats()
     repo = store.repo_id
@@ -183,12 +186,11 @@ def test_two_hours_at_one_take_per_5_s_stays_under_the_limit_and_loses_nothing(f
 def test_a_429_is_honoured_and_saves_meanwhile_send_nothing(fast_world):
     speed = 300.0  # Retry-After 2580 s of Hub time = 8.6 s here
     hub, settings = fast_world(speed)
-    wav, dur = _tiny_take()
     store = TakeStore.for_identity(settings, _alice())
-    store.save(wav, dur, text="before", language="en", phrase_id="a")
+    store.save(*_tiny_take(), text="before", language="en", phrase_id="a")
     assert store.flush(30)
     hub.fail_next("commit", 1, status=429, retry_after=2580)
-    store.save(wav, dur, text="meets the 429", language="en", phrase_id="b")
+    store.save(*_tiny_take(), text="meets the 429", language="en", phrase_id="b")
     for _ in range(100):
         if store.stats().last_error:
             break
@@ -198,7 +200,7 @@ def test_a_429_is_honoured_and_saves_meanwhile_send_nothing(fast_world):
     assert "43 minutes" in stats.last_error and stats.pending == 1
     assert 2000 / speed < stats.next_push_s <= 2580 / speed
     for i in range(10):  # ten more takes while the pusher waits: not one request
-        store.save(wav, dur, text=f"meanwhile {i}", language="en", phrase_id=f"m{i}")
+        store.save(*_tiny_take(), text=f"meanwhile {i}", language="en", phrase_id=f"m{i}")
         time.sleep(0.5)
     assert _hub_requests(hub, store.repo_id, since=limited_at) == []
     assert store.flush(40), store.stats()

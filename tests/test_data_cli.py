@@ -41,7 +41,11 @@ def test_add_offline_then_push_with_a_token(hub, hub_settings, hub_tokens, spoke
     repo = f"alice/{hub_settings.dataset_repo_name}"
     [take] = read_folder(hub.checkout(repo, "dataset"))
     assert take.take.text == "good morning to everyone here" and take.take.source == "upload"
-    assert main(["data", "add", str(spoken_file), "--text", "again", "--phrase-id", "en-0007"]) == 0
+    assert main(["data", "add", str(spoken_file), "--text", "again", "--phrase-id", "en-0007"]) == 2
+    assert "already stored as take 1 (“good morning to everyone here”" in capsys.readouterr().err
+    other = spoken_file.with_name("other.wav")
+    other.write_bytes(wav_bytes(*speech("good evening to everyone here")))
+    assert main(["data", "add", str(other), "--text", "again", "--phrase-id", "en-0007"]) == 0
     assert main(["data", "stats"]) == 0
     out = capsys.readouterr().out
     assert "2 takes" in out and repo in out and "1 train, 1 test" in out

@@ -36,10 +36,17 @@ def _close_stores():
 
 
 @pytest.fixture(scope="module")
-def take_wav() -> tuple[bytes, float]:
+def take_wav():
+    """`take_wav()` -> (wav bytes, seconds): the same sentence, a little louder each call, since the
+    store refuses audio it already holds (a duplicate)."""
     samples, sr = speech("one two three four five")
-    clean = prepare_take((sr, samples))
-    return clean.wav_bytes(), clean.duration
+    calls = itertools.count()
+
+    def next_take() -> tuple[bytes, float]:
+        clean = prepare_take((sr, samples * (1 - 0.002 * next(calls))))
+        return clean.wav_bytes(), clean.duration
+
+    return next_take
 
 
 def who(name: str, hub_tokens) -> Identity:
@@ -59,7 +66,7 @@ def test_save_is_acknowledged_then_lands_in_a_private_repo_load_dataset_reads(
         ("Où est la gare ?", "fr"),
     ]
     saved = [
-        store.save(take_wav[0], take_wav[1], text=t, language=lang, phrase_id=f"p-{i}")
+        store.save(*take_wav(), text=t, language=lang, phrase_id=f"p-{i}")
         for i, (t, lang) in enumerate(texts)
     ]
     assert [t.seq for t in saved] == [0, 1, 2, 3]
@@ -79,7 +86,7 @@ def test_save_is_acknowledged_then_lands_in_a_private_repo_load_dataset_reads(
     stats = store.stats()
     assert (stats.takes, stats.pending, stats.train, stats.test) == (4, 0, 3, 1)
     assert stats.done_phrase_ids == {"p-0", "p-1", "p-2", "p-3"} and stats.last_error is None
-    assert abs(stats.minutes - 4 * take_wav[1] / 60) < 0.01
+    assert abs(stats.minutes - sum(t.duration for t in saved) / 60) < 0.01
 
     datasets = pytest.importorskip("datasets")
     pytest.importorskip("torchcodec")
@@ -92,14 +99,14 @@ def test_save_is_acknowledged_then_lands_in_a_private_repo_load_dataset_reads(
 
 def test_commits_are_retried_after_server_errors_without_duplicates(hub, hub_settings, hub_tokens, take_wav):
     store = TakeStore.for_identity(hub_settings, who("alice", hub_tokens))
-    store.save(*take_wav, text="first", language="en", phrase_id="a")
+    store.save(*take_wav(), text="first", language="en", phrase_id="a")
     assert store.flush(30)
     before = len(hub.commits(store.repo_id, "dataset"))
     hub.fail_next_commits(2)  # the client itself never retries /commit
-    store.save(*take_wav, text="second", language="en", phrase_id="b")
+    store.save(*take_wav(), text="second", language="en", phrase_id="b")
     assert store.flush(30)
     hub.fail_next_commits(1, after_apply=True)  # landed, but the answer was lost
-    store.save(*take_wav, text="third", language="en", phrase_id="c")
+    store.save(*take_wav(), text="third", language="en", phrase_id="c")
     assert store.flush(30)
     commits = hub.commits(store.repo_id, "dataset")
     assert len(commits) == before + 2  # one per take: the lost answer did not cause a duplicate
@@ -116,7 +123,7 @@ def test_push_failure_is_reported_and_recovers(hub, hub_settings, hub_tokens, ta
     store = TakeStore.for_identity(hub_settings, who("alice", hub_tokens))
     hub.refuse_writes()
     try:
-        store.save(*take_wav, text="while the Hub is down", language="en", phrase_id="x")
+        store.save(*take_wav(), text="while the Hub is down", language="en", phrase_id="x")
         assert not store.flush(1.5)
         stats = store.stats()
         assert stats.pending == 1 and stats.takes == 1
@@ -131,8 +138,8 @@ def test_two_people_never_share_takes(hub, hub_settings, hub_tokens, take_wav):
     alice = TakeStore.for_identity(hub_settings, who("alice", hub_tokens))
     bob = TakeStore.for_identity(hub_settings, who("bob", hub_tokens))
     assert alice is not bob and alice.root != bob.root
-    alice.save(*take_wav, text="alice speaks", language="en", phrase_id="a1")
-    bob.save(*take_wav, text="bob speaks", language="en", phrase_id="b1")
+    alice.save(*take_wav(), text="alice speaks", language="en", phrase_id="a1")
+    bob.save(*take_wav(), text="bob speaks", language="en", phrase_id="b1")
     assert alice.flush(30) and bob.flush(30)
     assert [t.text for t in alice.takes()] == ["alice speaks"]
     assert [t.text for t in bob.takes()] == ["bob speaks"]
@@ -160,7 +167,7 @@ def test_in_a_space_the_visitor_token_acts_never_hf_token(
     bob = resolve_identity(space, oauth_username="bob", oauth_token=hub_tokens["bob"])
     assert (bob.username, bob.source) == ("bob", "oauth")
     store = TakeStore.for_identity(space, bob)
-    store.save(*take_wav, text="visitor take", language="en", phrase_id="v1")
+    store.save(*take_wav(), text="visitor take", language="en", phrase_id="v1")
     assert store.flush(30)
     assert store.repo_id.startswith("bob/")
     users = {r["user"] for r in hub.requests()[mark:]}
@@ -173,7 +180,7 @@ def test_resume_on_sign_in_counts_hub_takes_and_continues_seq(
     alice = who("alice", hub_tokens)
     first = TakeStore.for_identity(hub_settings, alice)
     for i in range(3):
-        first.save(*take_wav, text=f"take {i}", language="en", phrase_id=f"en-{i}")
+        first.save(*take_wav(), text=f"take {i}", language="en", phrase_id=f"en-{i}")
     assert first.flush(30)
     TakeStore.close_all()
     elsewhere = replace(hub_settings, data_dir=tmp_path / "another-machine")  # a fresh disk
@@ -181,7 +188,7 @@ def test_resume_on_sign_in_counts_hub_takes_and_continues_seq(
     stats = again.stats()
     assert (stats.takes, stats.pending) == (3, 0)
     assert stats.done_phrase_ids == {"en-0", "en-1", "en-2"}
-    nxt = again.save(*take_wav, text="take 3", language="en", phrase_id="en-3")
+    nxt = again.save(*take_wav(), text="take 3", language="en", phrase_id="en-3")
     assert (nxt.seq, nxt.split) == (3, split_for(3))
     assert again.flush(30)
     assert len(read_folder(hub.checkout(again.repo_id, "dataset"))) == 4
@@ -194,12 +201,12 @@ def test_resume_on_the_same_disk_reads_only_new_metadata(hub, hub_settings, hub_
     alice = who("alice", hub_tokens)
     here = TakeStore.for_identity(hub_settings, alice)
     for i in range(3):
-        here.save(*take_wav, text=f"take {i}", language="en", phrase_id=f"en-{i}")
+        here.save(*take_wav(), text=f"take {i}", language="en", phrase_id=f"en-{i}")
     assert here.flush(30)
     TakeStore.close_all()
     # Meanwhile, on another machine: one more take; and one take deleted on the Hub by its owner.
     other = TakeStore.for_identity(replace(hub_settings, data_dir=tmp_path / "other"), alice)
-    other.save(*take_wav, text="from elsewhere", language="en", phrase_id="en-9")
+    other.save(*take_wav(), text="from elsewhere", language="en", phrase_id="en-9")
     assert other.flush(30)
     TakeStore.close_all()
     gone = here.takes()[0]
@@ -213,7 +220,7 @@ def test_resume_on_the_same_disk_reads_only_new_metadata(hub, hub_settings, hub_
 def test_no_token_keeps_takes_locally_until_pushed(hub, hub_settings, hub_tokens, take_wav):
     local = TakeStore.for_identity(hub_settings, ANONYMOUS)
     assert local.local_only and local.root == local_folder(hub_settings)
-    local.save(*take_wav, text="recorded offline", language="en", phrase_id="o1")
+    local.save(*take_wav(), text="recorded offline", language="en", phrase_id="o1")
     stats = local.stats()
     assert stats.local_only and stats.takes == 1 and stats.repo_id is None
     assert str(local_folder(hub_settings)) in stats.location
@@ -238,7 +245,7 @@ def test_invalid_repo_names_are_refused_with_a_message(hub_settings, hub_tokens,
 
 def test_bad_takes_are_refused_and_nothing_is_spooled(hub_settings, hub_tokens, take_wav):
     store = TakeStore.for_identity(hub_settings, ANONYMOUS)
-    wav, dur = take_wav
+    wav, dur = take_wav()
     for kwargs in [
         dict(wav_bytes=b"not a wav at all", duration=dur, text="x", language="en"),
         dict(wav_bytes=wav, duration=0.0, text="x", language="en"),
@@ -251,15 +258,19 @@ def test_bad_takes_are_refused_and_nothing_is_spooled(hub_settings, hub_tokens, 
 
 
 _SAVER = """
-import sys, time
+import io, sys, time
+import soundfile as sf
 from voxspace.auth import resolve_identity
 from voxspace.settings import Settings
 from voxspace.store import TakeStore
 settings = Settings.from_env()
 store = TakeStore.for_identity(settings, resolve_identity(settings))
-wav = open(sys.argv[1], "rb").read()
+samples, sr = sf.read(sys.argv[1], dtype="int16")
 for i in range(int(sys.argv[2])):
-    take = store.save(wav, float(sys.argv[3]), text=f"phrase {i}", language="en", phrase_id=f"en-{i}")
+    buf = io.BytesIO()
+    sf.write(buf, samples // (i + 1), sr, format="WAV", subtype="PCM_16")  # distinct audio per take
+    take = store.save(buf.getvalue(), float(sys.argv[3]), text=f"phrase {i}", language="en",
+                      phrase_id=f"en-{i}")
     print("ACK", take.take_id, flush=True)
 time.sleep(600)
 """
@@ -286,6 +297,7 @@ def _child_env(hub_settings, hub_tokens, tmp_path) -> dict[str, str]:
 
 
 def _save_then_get_killed(env, take_wav, tmp_path, n: int, before_kill=lambda: None) -> list[str]:
+    take_wav = take_wav()
     """Run a process that saves `n` takes; SIGKILL it right after the last acknowledgement."""
     wav_file = tmp_path / "take.wav"
     wav_file.write_bytes(take_wav[0])
@@ -371,13 +383,13 @@ def test_no_token_reaches_a_log_or_a_file(hub, hub_settings, hub_tokens, take_wa
     alice = resolve_identity(hub_settings)
     store = TakeStore.for_identity(hub_settings, alice)
     hub.fail_next_commits(1)
-    store.save(*take_wav, text="secret-free", language="en", phrase_id="s")
+    store.save(*take_wav(), text="secret-free", language="en", phrase_id="s")
     assert store.flush(30)
     space = replace(hub_settings, space_id="spaceowner/voxspace")
     bob = TakeStore.for_identity(
         space, resolve_identity(space, oauth_username="bob", oauth_token=hub_tokens["bob"])
     )
-    bob.save(*take_wav, text="also secret-free", language="en", phrase_id="s")
+    bob.save(*take_wav(), text="also secret-free", language="en", phrase_id="s")
     assert bob.flush(30)
     assert repr(alice).count(alice.token) == 0 and str(store.stats()).count(alice.token) == 0
     TakeStore.close_all()
@@ -400,7 +412,7 @@ def test_in_a_space_pending_takes_wait_for_their_owner_to_sign_in(hub, hub_setti
     hub.refuse_writes()
     try:
         store = TakeStore.for_identity(space, bob)
-        take = store.save(*take_wav, text="saved while the Hub was down", language="en", phrase_id="w")
+        take = store.save(*take_wav(), text="saved while the Hub was down", language="en", phrase_id="w")
         assert not store.flush(0.5)
     finally:
         TakeStore.close_all()  # the Space restarts: no process holds bob's token any more

@@ -70,6 +70,14 @@ def _print_stats(store) -> None:
         print(f"last push problem: {s.last_error}")
 
 
+def _say_who_pushes(store) -> None:
+    """Beside a running app the CLI hands its takes over instead of pushing the same spool."""
+    pid = store.stats().pushed_by_pid
+    if pid is not None:
+        print(f"Another VoxSpace process (pid {pid}) uploads this folder: your takes are handed to it, "
+              "and this command waits until they are on the Hub.")
+
+
 def _data_add(args: argparse.Namespace) -> int:
     from voxspace.audio import prepare_take
 
@@ -78,6 +86,7 @@ def _data_add(args: argparse.Namespace) -> int:
     take = store.save(clean.wav_bytes(), clean.duration, text=args.text, language=args.language,
                       phrase_id=args.phrase_id, source="upload")
     print(f"saved take {take.take_id} ({take.duration:.1f} s, {take.split})")
+    _say_who_pushes(store)
     if not store.local_only and not store.flush(args.timeout):
         print("not on the Hub yet: it stays saved here and is pushed on the next run", file=sys.stderr)
     _print_stats(store)
@@ -98,6 +107,7 @@ def _data_push(args: argparse.Namespace) -> int:
     moved = store.push_local_folder(args.folder)
     if moved:
         print(f"moved {moved} local takes into the push queue")
+    _say_who_pushes(store)
     ok = store.flush(args.timeout)
     _print_stats(store)
     return 0 if ok else 1

@@ -25,6 +25,14 @@ class BadRepoName(BadInput):
     """A repository id that the Hub would refuse."""
 
 
+class DuplicateTake(BadInput):
+    """The same audio is already stored as a take: `take_id` names it."""
+
+    def __init__(self, user_message: str, *, take_id: str, detail: str | None = None) -> None:
+        super().__init__(user_message, detail=detail)
+        self.take_id = take_id
+
+
 # --- audio checks (voxspace.audio) ------------------------------------------------------------
 class BadAudio(VoxSpaceError):
     """A take that failed a server-side check; the take is kept so the person can re-record."""

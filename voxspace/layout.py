@@ -12,7 +12,10 @@ builder refuses metadata files whose inferred schemas differ), so an unknown lan
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -33,9 +36,33 @@ def split_for(seq: int) -> str:
     return "test" if seq % 8 == 1 else "train"
 
 
-def new_take_id() -> str:
-    """Sortable by time, unique across devices: 20261126T090742-3f9a1c2b."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+_FINGERPRINTED = re.compile(r"^\d{8}T\d{6}-([0-9a-f]{12})$")
+
+
+def audio_fingerprint(wav_bytes: bytes) -> str:
+    """12 hex digits of the SHA-256 of the decoded 16-bit samples: the same audio gives the same
+    fingerprint whichever way it arrived (microphone, CLI, upload, a re-sent browser take), since
+    each goes through audio.prepare_take first; header differences do not count."""
+    import soundfile as sf
+
+    samples, _ = sf.read(io.BytesIO(bytes(wav_bytes)), dtype="int16", always_2d=False)
+    return hashlib.sha256(samples.tobytes()).hexdigest()[:12]
+
+
+def new_take_id(fingerprint: str | None = None) -> str:
+    """Sortable by time, unique across devices: 20261126T090742-3f9a1c2b7d0e.
+
+    With the audio's fingerprint as its suffix the id also says what audio it holds, so a duplicate
+    is found from the metadata alone (no schema change, no audio download). Older ids carry
+    8 random hex digits instead and match nothing."""
+    suffix = fingerprint if fingerprint else secrets.token_hex(4)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + suffix
+
+
+def fingerprint_of(take_id: str) -> str | None:
+    """The audio fingerprint a take id carries, or None (ids from before fingerprints)."""
+    m = _FINGERPRINTED.match(take_id)
+    return m.group(1) if m else None
 
 
 @dataclass(frozen=True)

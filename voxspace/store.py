@@ -44,7 +44,7 @@ from typing import ClassVar
 
 from voxspace.auth import Identity, resolve_identity
 from voxspace.commit_budget import CommitBudget
-from voxspace.errors import AuthError, BadInput, RateLimited, VoxSpaceError
+from voxspace.errors import AuthError, BadInput, DuplicateTake, RateLimited, VoxSpaceError
 from voxspace.hub import (
     as_user_error,
     commit_with_retry,
@@ -54,11 +54,22 @@ from voxspace.hub import (
     user_cache_dir,
     validate_repo_id,
 )
-from voxspace.layout import METADATA, SPLITS, Take, new_take_id, read_folder, split_for
+from voxspace.layout import (
+    METADATA,
+    SPLITS,
+    Take,
+    audio_fingerprint,
+    fingerprint_of,
+    new_take_id,
+    read_folder,
+    split_for,
+)
 from voxspace.settings import LANGUAGES, Settings
+from voxspace.spool_lock import SpoolLock, critical
 
 log = logging.getLogger(__name__)
 
+POLL_S = 2.0  # how often a store looks for takes other processes put in its spool (and for the lock)
 _METADATA_PATH = re.compile(rf"data/({'|'.join(SPLITS)})/[^/]+/{re.escape(METADATA)}")
 
 
@@ -77,6 +88,7 @@ class StoreStats:
     local_only: bool
     location: str  # where the takes are: a repo id or a folder
     next_push_s: float | None = None  # seconds until pending takes go up (None: nothing waiting)
+    pushed_by_pid: int | None = None  # another process owns this spool and pushes these takes
 
 
 def local_folder(settings: Settings) -> Path:
@@ -164,6 +176,7 @@ class TakeStore:
         self.local_only = repo_id is None
         if self.local_only:
             self.root = local_folder(settings)
+            owner_dir = self.root.parent
         else:
             owner_dir = Path(settings.data_dir) / "users" / identity.username / repo_id.replace("/", "--")
             owner_dir.mkdir(parents=True, exist_ok=True)
@@ -171,15 +184,14 @@ class TakeStore:
             if not (owner_dir / "owner.json").exists():  # no token in here, ever
                 _write_file_synced(owner_dir / "owner.json", json.dumps(owner).encode())
             self.root = owner_dir / "spool"
-            self._ledger = owner_dir / "on_hub.jsonl"
+        self._ledger = owner_dir / "on_hub.jsonl"
+        self._ledger_offset = 0
+        self._critical = owner_dir / (f"{self.root.name}.seq.lock")  # picking a seq and writing a take
         self.root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.root / ".incoming", ignore_errors=True)  # never acknowledged
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._known: dict[str, Take] = {}  # on the Hub (or, local-only, in the folder)
-        self._spooled: dict[str, Take] = {t.take.take_id: t.take for t in read_folder(self.root)}
-        if self.local_only:
-            self._known, self._spooled = self._spooled, {}
+        self._spooled: dict[str, Take] = {}
         self._card_text: str | None = None
         self._resumed = self.local_only
         self._repo_ready = False
@@ -190,6 +202,12 @@ class TakeStore:
         self._resume_lock = threading.Lock()
         self._budget = CommitBudget(settings.commit_budget)
         self._retry_at = 0.0  # time.monotonic() before which a failed push is not tried again
+        self._pusher = SpoolLock(owner_dir / "pusher.lock")
+        if not self.local_only and self._pusher.try_acquire():
+            with critical(self._critical):  # nobody is half-way through writing a take now
+                shutil.rmtree(self.root / ".incoming", ignore_errors=True)  # never acknowledged
+        with critical(self._critical):
+            self._refresh_from_disk()
         if not self.local_only:
             self._thread = threading.Thread(target=self._run, name=f"push-{repo_id}", daemon=True)
             self._thread.start()
@@ -236,6 +254,40 @@ class TakeStore:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout)
+        self._pusher.release()  # another process may push this spool now
+
+    @property
+    def is_pusher(self) -> bool:
+        """Whether this process pushes the spool (False: another process holds it; see spool_lock)."""
+        return self._pusher.held
+
+    # --- what other processes wrote ---------------------------------------------------------------
+    def _refresh_from_disk(self) -> None:
+        """Take in what another process on this data folder did: takes it put in the spool (or the
+        local folder), and takes it pushed (the ledger). Cheap: the spool holds only pending takes.
+        Called under `critical`, so no take is half-written meanwhile."""
+        on_disk = {lt.take.take_id: lt.take for lt in read_folder(self.root)}
+        pushed = [] if self.local_only else self._read_ledger(since=self._ledger_offset)
+        with self._lock:
+            if self.local_only:
+                self._known = on_disk
+                return
+            for take in pushed:
+                self._known[take.take_id] = take
+                self._spooled.pop(take.take_id, None)
+            for take_id, take in on_disk.items():
+                if take_id not in self._known:
+                    self._spooled.setdefault(take_id, take)
+            for take_id in [t for t in self._spooled if t not in on_disk]:  # pushed by the owner
+                self._known[take_id] = self._spooled.pop(take_id)
+            self._changed.notify_all()
+
+    def _check_duplicate(self, fingerprint: str) -> None:
+        for take in self._all():
+            if fingerprint_of(take.take_id) == fingerprint:
+                when = time.strftime("%d %B %Y at %H:%M", time.localtime(take.created_at))
+                raise DuplicateTake(f"This audio is already stored as take {take.seq + 1} (“{take.text}”, "
+                                    f"saved {when}); it was not saved again.", take_id=take.take_id)
 
     # --- recording ------------------------------------------------------------------------------
     def save(self, wav_bytes: bytes, duration: float, *, text: str, language: str, phrase_id: str,
@@ -243,14 +295,18 @@ class TakeStore:
         """Store one prepared take (16 kHz mono 16-bit WAV) durably and return it: the acknowledgement.
         The push to the Hub happens in the background."""
         _check_take_input(wav_bytes, duration, text, language)
-        with self._lock:
-            seq = 1 + max((t.seq for t in self._all()), default=-1)
-            take = Take(take_id=new_take_id(), text=text.strip(), language=language or "",
-                        duration=round(float(duration), 3), phrase_id=phrase_id or "", split=split_for(seq),
-                        seq=seq, created_at=time.time(), source=source)
-            write_take_durably(self.root, take, bytes(wav_bytes))
-            (self._known if self.local_only else self._spooled)[take.take_id] = take
-            self._changed.notify_all()
+        fingerprint = audio_fingerprint(wav_bytes)
+        with critical(self._critical):  # one seq per take, whichever process saves it
+            self._refresh_from_disk()
+            with self._lock:
+                self._check_duplicate(fingerprint)
+                seq = 1 + max((t.seq for t in self._all()), default=-1)
+                take = Take(take_id=new_take_id(fingerprint), text=text.strip(), language=language or "",
+                            duration=round(float(duration), 3), phrase_id=phrase_id or "",
+                            split=split_for(seq), seq=seq, created_at=time.time(), source=source)
+                write_take_durably(self.root, take, bytes(wav_bytes))
+                (self._known if self.local_only else self._spooled)[take.take_id] = take
+                self._changed.notify_all()
         log.info("take %s saved (seq %d, %s, %.1f s) for %s", take.take_id, seq, take.split, take.duration,
                  self.repo_id or self.root)
         self._wake.set()
@@ -264,7 +320,7 @@ class TakeStore:
         folder = Path(folder) if folder else local_folder(self.settings)
         moved = 0
         for local in read_folder(folder):
-            with self._lock:
+            with critical(self._critical), self._lock:
                 if local.take.take_id in self._known or local.take.take_id in self._spooled:
                     continue
                 seq = 1 + max((t.seq for t in self._all()), default=-1)
@@ -297,7 +353,8 @@ class TakeStore:
                 done_phrase_ids=frozenset(t.phrase_id for t in takes if t.phrase_id),
                 repo_id=self.repo_id, local_only=self.local_only,
                 location=str(self.root) if self.local_only else self.repo_id,
-                next_push_s=round(self._due_in_s(), 1) if self._spooled else None)
+                next_push_s=round(self._due_in_s(), 1) if self._spooled and self.is_pusher else None,
+                pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid())
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every spooled take is on the Hub; False if some are still pending."""
@@ -358,10 +415,10 @@ class TakeStore:
                    for line in text.splitlines() if line.strip()]
         self._append_ledger(fetched)
         known.update((t.take_id, t) for t in fetched)
-        with self._lock:
+        with critical(self._critical), self._lock:
             self._known = known
             for take_id in known:  # pushed before a crash that came before the spool cleanup
-                if take_id in self._spooled:
+                if take_id in self._spooled and self.is_pusher:
                     self._drop_from_spool(self._spooled.pop(take_id))
             self._card_text = found.get("README.md")
             self._resumed = self._repo_ready = True
@@ -372,21 +429,37 @@ class TakeStore:
     # The ledger: metadata rows of takes known to be on the Hub, so a sign-in on this disk only
     # downloads the metadata of takes it has not seen (one request instead of one per take).
     # A cache, not a record: losing it costs time, and the repo listing always has the last word.
-    def _read_ledger(self) -> list[Take]:
+    def _read_ledger(self, since: int = 0) -> list[Take]:
+        """Rows from byte `since` on (only whole lines; the offset moves past them)."""
+        try:
+            with open(self._ledger, "rb") as f:
+                f.seek(since)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]
+        self._ledger_offset = since + len(whole)
         takes = []
-        if self._ledger.exists():
-            for line in self._ledger.read_text(encoding="utf-8").splitlines():
-                try:
-                    takes.append(Take.from_row(json.loads(line)))
-                except (ValueError, TypeError):  # a line torn by a crash
-                    continue
+        for line in whole.decode("utf-8", "replace").splitlines():
+            try:
+                takes.append(Take.from_row(json.loads(line)))
+            except (ValueError, TypeError):  # a line torn by a crash
+                continue
         return takes
 
     def _append_ledger(self, takes: Iterable[Take]) -> None:
-        lines = "".join(t.metadata_line() for t in takes)
+        with critical(self._critical):
+            self._write_ledger(takes)
+
+    def _write_ledger(self, takes: Iterable[Take]) -> None:
+        """Append rows in one write (call under `critical`)."""
+        lines = "".join(t.metadata_line() for t in takes).encode("utf-8")
         if lines:
-            with open(self._ledger, "a", encoding="utf-8") as f:
-                f.write(lines)
+            fd = os.open(self._ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines)
+            finally:
+                os.close(fd)
 
     def _drop_from_spool(self, take: Take) -> None:
         shutil.rmtree(self.root / take.folder, ignore_errors=True)
@@ -418,11 +491,11 @@ class TakeStore:
                               base_delay_s=min(1.0, cap), max_delay_s=cap)
         finally:
             self._budget.spent()  # a failed try may have landed too (its answer lost)
-        self._append_ledger(batch)
-        with self._lock:
+        with critical(self._critical), self._lock:  # a save's refresh sees all of it or none
+            self._write_ledger(batch)
             self._card_text = card
             for take in batch:
-                self._known[take.take_id] = self._spooled.pop(take.take_id)
+                self._known[take.take_id] = self._spooled.pop(take.take_id, take)
                 self._drop_from_spool(take)
             self._last_error = None
             self._changed.notify_all()
@@ -434,10 +507,19 @@ class TakeStore:
 
     def _run(self) -> None:
         failures = 0
+        looked = time.monotonic()
         while not self._closed:
+            if time.monotonic() - looked >= POLL_S:  # takes other processes added or pushed
+                looked = time.monotonic()
+                with critical(self._critical):  # never while a take is half-way into the spool
+                    self._refresh_from_disk()
+            if not self._pusher.held and not self._pusher.try_acquire():
+                self._wake.wait(POLL_S)  # another process pushes this spool: watch it do so
+                self._wake.clear()
+                continue
             due = self._due_in_s() if self._spooled else None
             if due is None or due > 0:  # a Save or flush wakes us to look again, never to send early
-                self._wake.wait(due)
+                self._wake.wait(POLL_S if due is None else min(due, POLL_S))
                 self._wake.clear()
                 continue
             try:
