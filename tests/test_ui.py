@@ -189,7 +189,7 @@ def test_own_phrases_replace_the_bundled_list(space_settings, hub_tokens, tmp_pa
     assert "Metoprolol twice a day" in phrase_html
     binary = tmp_path / "phrases.txt"
     binary.write_bytes(b"\x00\x01\x02\xff" * 50)
-    assert "Not saved" in set_custom_phrases(sess, "", str(binary))  # explained, not a traceback
+    assert "Error" in set_custom_phrases(sess, "", str(binary))  # explained, not a traceback
     assert [p.text for p in sess.custom] == ["Metoprolol twice a day", "Call Dr Okafor"]
 
 
@@ -247,4 +247,23 @@ def test_import_a_hub_dataset_with_column_mapping_and_a_cap(space_settings, hub,
                                                                 ("sentence number 1", "import")]
     status, table = import_dataset(sess, "not a valid id!", "audio", "text", "", "", "", "train", 1, 1,
                                    progress=lambda *a, **k: None)
-    assert "Not saved" in status and table == []
+    assert "Error" in status and table == []
+
+
+def test_importing_from_a_hub_that_cannot_be_reached_says_so_at_once(space_settings, hub_tokens):
+    """Issue 16: two bare "Error" pills after ~30 s. Now one sentence, in a second or two."""
+    import socket
+    import time
+
+    from voxspace.ui.bulk import import_dataset
+
+    sess = _visitor(space_settings, "alice", hub_tokens["alice"])
+    with socket.socket() as s:  # a port nobody listens on: no network to the Hub
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    sess.settings = dataclasses.replace(sess.settings, hub_endpoint=closed)
+    t0 = time.monotonic()
+    status, table = import_dataset(sess, "alice/ui-clips", "audio", "text", "", "en", "", "train", 2, 10,
+                                   progress=lambda *a, **k: None)
+    assert time.monotonic() - t0 < 10 and table == []
+    assert "Error" in status and "Couldn&#x27;t reach the Hugging Face Hub to read alice/ui-clips" in status

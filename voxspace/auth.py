@@ -47,6 +47,15 @@ class Identity:
 
 ANONYMOUS = Identity(None, None, "none")
 
+
+def sign_in_hint(settings: Settings | None, purpose: str) -> str:
+    """How to sign in, where the person is: the page's button in a Space, the token on one's own
+    machine (where there is no sign-in button). `purpose`: "To publish", "To record"..."""
+    if settings is None or settings.in_space:
+        return f"{purpose}, sign in with Hugging Face (the button at the top of the page)."
+    return (f"{purpose}, VoxSpace needs your Hugging Face token: set HF_TOKEN or run `hf auth login`, "
+            "then start VoxSpace again.")
+
 _whoami_cache: dict[tuple[str, str], str] = {}
 _whoami_lock = threading.Lock()
 

@@ -128,7 +128,8 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public", action="store_true", help="make the repo public (default: private)")
     p.add_argument("--merged", action="store_true", help="also push a merged bf16 model (several GB)")
     p.add_argument("--per-take", action="store_true", help="include held-out transcripts in the card")
-    p.add_argument("--preview", action="store_true", help="print the model card and push nothing")
+    p.add_argument("--preview", action="store_true",
+                   help="print the model card and the files it would push; push nothing (needs no token)")
     p.add_argument("--anyway", action="store_true",
                    help="publish even if the adapter measured no better than the base model")
     p.set_defaults(func=_cmd_publish)
@@ -160,15 +161,18 @@ def _signed_in(settings):
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from voxspace.publish import preview, publish_adapter
+    from voxspace.auth import resolve_identity
+    from voxspace.publish import plan, publish_adapter
     from voxspace.settings import Settings
 
     settings = Settings.from_env()
-    identity = _signed_in(settings)
-    if args.preview:
-        print(preview(args.run, args.repo, identity, settings, private=not args.public,
-                      include_per_take=args.per_take))
+    if args.preview:  # reading one's own card needs no token
+        what = plan(args.run, args.repo, resolve_identity(settings), settings, private=not args.public,
+                    include_per_take=args.per_take)
+        print(what.card)
+        print(f"\n# {what.summary()}")
         return 0
+    identity = _signed_in(settings)
     res = publish_adapter(args.run, args.repo, identity, settings, private=not args.public,
                           merged=args.merged, include_per_take=args.per_take, progress=print,
                           anyway=args.anyway)
@@ -219,14 +223,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _NoTraceback(logging.Formatter):
+    """The terminal gets one line per warning or error; tracebacks go to the log file (or -v)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None,
+                                        "stack_info": None})
+        return super().format(record)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Commands print their own progress lines, so the terminal shows only warnings (everything,
+    with tracebacks, under -v); a command may add a log file (train: <out>/train.log)."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    short = _NoTraceback("%(levelname)s: %(message)s")
+    console.setFormatter(logging.Formatter(LOG_FORMAT) if verbose else short)
+    console.voxspace_cli = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+
+
+def log_to_file(path) -> logging.Handler:
+    """Everything (INFO and up, with tracebacks) also into `path`, for a report or a closer look."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.voxspace_cli = True  # type: ignore[attr-defined]
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
+    from voxspace.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         return int(args.func(args) or 0)
     except VoxSpaceError as e:
-        log.debug("command failed", exc_info=True)
+        log.info("command failed", exc_info=True)
         print(f"error: {e.user_message}", file=sys.stderr)
+        if getattr(args, "log_file", None):
+            print(f"details: {args.log_file}", file=sys.stderr)
         return 2
+    finally:
+        for h in logging.getLogger().handlers[:]:  # main() may run again in the same process (tests)
+            if getattr(h, "voxspace_cli", False):
+                logging.getLogger().removeHandler(h)
+                h.close()

@@ -94,6 +94,10 @@ class BadHyperparameter(TrainError):
     pass
 
 
+class ModelUnavailable(TrainError):
+    """The base model cannot be had: a wrong id or folder, a gated repo, or no network and no copy."""
+
+
 class OutOfGPUMemory(TrainError):
     pass
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voxspace.data import Example, TranscriptionCollator
+from voxspace.errors import BadInput
 from voxspace.layout import LocalTake
 from voxspace.run_record import EvalReport, TakeResult
 
@@ -202,6 +203,18 @@ def evaluate_run(
     return report
 
 
+def check_adapter(adapter_dir: str | Path) -> Path:
+    """An adapter folder as PeftModel.from_pretrained needs it (else one sentence, not a ValueError)."""
+    folder = Path(adapter_dir).expanduser()
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    if (folder / "adapter" / "adapter_config.json").is_file():  # the run folder was given
+        return folder / "adapter"
+    what = "does not exist" if not folder.exists() else "holds no adapter_config.json"
+    raise BadInput(f"The adapter folder {adapter_dir} {what}: give the adapter/ folder of a finished "
+                   "training run (e.g. runs/first/adapter).")
+
+
 def evaluate_adapter(
     base: tuple[Any, Any],
     test_takes: list[LocalTake],
@@ -232,7 +245,7 @@ def evaluate_adapter(
 
     from voxspace.model import detach_lora
 
-    tuned = PeftModel.from_pretrained(detach_lora(model), str(adapter_dir))
+    tuned = PeftModel.from_pretrained(detach_lora(model), str(check_adapter(adapter_dir)))
     try:
         return evaluate_run(tuned, processor, test_takes, **kw)
     finally:

@@ -34,6 +34,21 @@ def _endpoint(endpoint: str | None) -> Iterator[None]:
             dconfig.HF_ENDPOINT, dconfig.HUB_DATASETS_URL = before
 
 
+def _reachable(repo_id: str, *, token: str | None, endpoint: str | None) -> None:
+    """One metadata call without retries first: with no network, `datasets` retries for ~30 s and
+    then raises a bare ConnectionError; this says so at once, in a sentence."""
+    from huggingface_hub import HfApi
+
+    from voxspace.hub import is_retryable
+
+    try:
+        HfApi(endpoint=endpoint, token=token or False).dataset_info(repo_id)
+    except Exception as e:  # a 404 or a refusal is left to load_dataset's own, more precise errors
+        if is_retryable(e) and getattr(e, "response", None) is None:
+            raise HubError(f"Couldn't reach the Hugging Face Hub to read {repo_id}: check the network "
+                           "connection, then try again.", detail=f"{type(e).__name__}: {e}") from e
+
+
 def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train",
                 columns: tuple[str, ...] = (), audio_column: str | None = None,
                 token: str | None = None, endpoint: str | None = None) -> Iterator[dict[str, Any]]:
@@ -48,6 +63,7 @@ def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train"
     from huggingface_hub.errors import HfHubHTTPError
 
     where = repo_id + (f" ({config})" if config else "") + f", split {split!r}"
+    _reachable(repo_id, token=token, endpoint=endpoint)
     with _endpoint(endpoint):
         try:
             ds = datasets.load_dataset(repo_id, config, split=split, streaming=True, token=token)

@@ -14,14 +14,18 @@ the top N layers only.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxspace.errors import BadHyperparameter
+from voxspace.errors import BadHyperparameter, ModelUnavailable
 from voxspace.settings import DEFAULT_BASE_MODEL
 
 if TYPE_CHECKING:  # heavy imports stay lazy: recording paths import nothing from torch
     import torch
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("8bit", "bf16", "fp32")
 # A bare ["q_proj", ...] also matches the Whisper encoder's attention; this regex cannot.
@@ -50,6 +54,7 @@ class ModelConfig:
     revision: str | None = None
     token: str | None = field(default=None, repr=False)
     cache_dir: str | None = None  # per-visitor Hub cache (FACTS: a shared cache leaks private data)
+    local_files_only: bool = False  # set by check_base_model when the Hub is down but a copy is cached
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -85,7 +90,8 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
 
     model = load_model(cfg)
     processor = AutoProcessor.from_pretrained(
-        cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir
+        cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir,
+        local_files_only=cfg.local_files_only,
     )
     return model, processor
 
@@ -97,7 +103,8 @@ def load_model(cfg: ModelConfig) -> Any:
     cfg.validate()
     device = cfg.resolved_device()
     kw: dict[str, Any] = dict(
-        revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir, dtype=compute_dtype(cfg.precision)
+        revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir, dtype=compute_dtype(cfg.precision),
+        local_files_only=cfg.local_files_only,
     )
     if cfg.precision == "8bit":
         quiet_int8_cast_warning()
@@ -111,6 +118,78 @@ def load_model(cfg: ModelConfig) -> Any:
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+_PATH_LIKE = re.compile(r"^(/|~|\.{1,2}/)|/.*/")  # absolute, home, relative, or more than one slash
+
+
+def model_fix(in_space: bool) -> str:
+    """What to do about a base model that cannot be had, where the person is."""
+    if in_space:
+        return ("To use another model, set the variable VOXSPACE_BASE_MODEL in this Space's settings "
+                "and restart it.")
+    return ("To use a copy you already have, set VOXSPACE_BASE_MODEL (or --base-model on the command "
+            "line) to its folder.")
+
+
+def check_base_model(cfg: ModelConfig, *, endpoint: str | None = None, in_space: bool = False) -> None:
+    """Make sure the base model can be loaded before any time is spent: a folder must hold a
+    config.json; a Hub id must exist, be readable with cfg.token and answer, or be in the cache.
+
+    One metadata call (no retries) and one small download (config.json): a missing model fails in
+    well under a second instead of after the loader's retries. Raises ModelUnavailable with the
+    sentence to show; when the Hub is down but a copy is cached, sets cfg.local_files_only.
+    """
+    from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from voxspace.hub import is_retryable
+
+    name, fix = cfg.base_model, model_fix(in_space)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailable(f"The folder {name} holds no model (there is no config.json in it). {fix}")
+        return
+    if _PATH_LIKE.search(name) or name.count("/") != 1:
+        raise ModelUnavailable(f"The base model {name} is not a folder on this machine, nor a Hub model id "
+                               f"(owner/name). {fix}")
+    try:
+        HfApi(endpoint=endpoint, token=cfg.token).model_info(name, revision=cfg.revision)
+        hf_hub_download(name, "config.json", revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir,
+                        endpoint=endpoint)
+    except GatedRepoError as e:
+        signed = "the account whose token VoxSpace uses" if cfg.token else "your account, then sign in"
+        raise ModelUnavailable(f"The base model {name} is gated: open its page on the Hub, accept its terms "
+                               f"with {signed}, and try again. {fix}", detail=type(e).__name__) from e
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise ModelUnavailable(f"The base model {name} was not found on the Hugging Face Hub (a typo in its "
+                               f"id, or a private repo). {fix}", detail=type(e).__name__) from e
+    except LocalEntryNotFoundError as e:
+        raise _offline(name, fix, e) from e
+    except EntryNotFoundError as e:
+        raise ModelUnavailable(f"{name} is not a Voxtral model: it has no config.json. {fix}",
+                               detail=type(e).__name__) from e
+    except Exception as e:
+        if not is_retryable(e):
+            raise
+        cached = try_to_load_from_cache(name, "config.json", cache_dir=cfg.cache_dir, revision=cfg.revision)
+        if not isinstance(cached, str):
+            raise _offline(name, fix, e) from e
+        log.warning("the Hub did not answer (%s); using the cached copy of %s", type(e).__name__, name)
+        cfg.local_files_only = True
+
+
+def _offline(name: str, fix: str, e: BaseException) -> ModelUnavailable:
+    return ModelUnavailable(f"The base model {name} could not be downloaded: the Hugging Face Hub cannot be "
+                            f"reached (no network?) and there is no copy on this machine. {fix}",
+                            detail=type(e).__name__)
 
 
 class _Once(logging.Filter):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files, is_repo_id, preview_card
+from voxspace.card import base_model_license, card_files, is_repo_id
 from voxspace.errors import NotBetter, NothingToPublish, PublishError
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, SUMMARY, RunRecord
@@ -166,16 +166,53 @@ def _merge_to(run_dir: Path, base_model: str, token: str | None, out: Path) -> i
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
 
 
-def preview(run_dir: Path, repo_id: str, identity: Identity, settings: Settings, *, private: bool = True,
-            include_per_take: bool = False) -> str:
-    """The model card exactly as publish_adapter would push it, after the same checks; pushes nothing.
+PLACEHOLDER_NAMESPACE = "your-username"  # in a preview made with no token: who would own the repo
 
-    Reads the base model's license from the Hub (as `identity`), which is the only network call.
+
+@dataclass
+class PublishPlan:
+    """What publish_adapter would push, worked out with no token and no write: the preview, and the
+    list publish_adapter then commits. `files` maps each repo path to its bytes or local file."""
+
+    repo_id: str
+    private: bool
+    card: str
+    files: dict[str, bytes | Path]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(c) if isinstance(c, bytes) else Path(c).stat().st_size
+                for name, c in self.files.items()}
+
+    def summary(self) -> str:
+        """One sentence: where it would go, who could see it, and each file with its size."""
+        listing = ", ".join(f"{name} ({format_bytes(n)})" for name, n in self.sizes().items())
+        who = "only you" if self.private else "everyone"
+        return (f"Nothing has been pushed. Publishing would put {len(self.files)} files in {self.repo_id} "
+                f"({'private' if self.private else 'public'}: {who} could see them): {listing}.")
+
+
+def plan(run_dir: Path, repo_id: str, identity: Identity | None, settings: Settings, *, private: bool = True,
+         include_per_take: bool = False) -> PublishPlan:
+    """The card and files exactly as publish_adapter would push them, after the same checks.
+
+    Needs no token: the base model's license is read from the Hub anonymously when it answers (a
+    fallback otherwise), and a bare repo name gets the signed-in user, or PLACEHOLDER_NAMESPACE.
     """
-    adapter_files(run_dir)
-    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
-    return preview_card(run_dir, repo_id, api=hub_api(identity, settings), private=private,
-                        include_per_take=include_per_take)
+    from voxspace.auth import ANONYMOUS
+
+    identity = identity or ANONYMOUS
+    run_dir = Path(run_dir)
+    files = adapter_files(run_dir)
+    record = RunRecord.load(run_dir)
+    repo_id = validate_repo_id(repo_id, default_namespace=identity.username or PLACEHOLDER_NAMESPACE)
+    license = base_model_license(record.base_model, hub_api(identity, settings))
+    card = card_files(run_dir, repo_id, license=license, private=private, include_per_take=include_per_take)
+    out: dict[str, bytes | Path] = {
+        "adapter_config.json": published_adapter_config(files["adapter_config.json"], record.base_model),
+        "adapter_model.safetensors": files["adapter_model.safetensors"],
+        **card.as_repo_files(),
+    }
+    return PublishPlan(repo_id=repo_id, private=private, card=card.readme, files=out)
 
 
 def merged_size(run_dir: Path, identity: Identity, settings: Settings) -> int | None:
@@ -197,22 +234,14 @@ def publish_adapter(run_dir: Path, repo_id: str, identity: Identity, settings: S
 
     say = progress or (lambda msg: log.info("%s", msg))
     run_dir = Path(run_dir)
-    files = adapter_files(run_dir)
+    what = plan(run_dir, repo_id, identity, settings, private=private, include_per_take=include_per_take)
     record = RunRecord.load(run_dir)
     if not anyway:
         check_better(record)
-    repo_id = validate_repo_id(repo_id, default_namespace=identity.username)
+    repo_id = what.repo_id
     api = hub_api(identity, settings)
-
-    license = base_model_license(record.base_model, api)
-    card = card_files(run_dir, repo_id, license=license, private=private, include_per_take=include_per_take)
-    ops = [CommitOperationAdd(path_in_repo="adapter_config.json",
-                              path_or_fileobj=published_adapter_config(files["adapter_config.json"],
-                                                                       record.base_model)),
-           CommitOperationAdd(path_in_repo="adapter_model.safetensors",
-                              path_or_fileobj=str(files["adapter_model.safetensors"]))]
-    ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
-            for name, data in card.as_repo_files().items()]
+    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=c if isinstance(c, bytes) else str(c))
+           for name, c in what.files.items()]
 
     with tempfile.TemporaryDirectory(prefix="voxspace-merged-") as tmp:
         merged_bytes = None

@@ -33,10 +33,10 @@ import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 
 from voxspace import checkpoint, gpu, run_record
 from voxspace.auth import Identity
-from voxspace.errors import BadInput, HubError, VoxSpaceError
+from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
 from voxspace.layout import split_for
-from voxspace.model import ModelConfig
+from voxspace.model import ModelConfig, check_base_model
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
 from voxspace.tracking import TrackioTracker
@@ -105,8 +105,10 @@ class Run:
         max_steps_per_slice: int | None,
         queue: gpu.RunQueue,
         checkpoint_every_s: float = math.inf,
+        in_space: bool = False,
     ) -> None:
         self.trainer, self.owner, self.queue = trainer, owner, queue
+        self._in_space = in_space
         self.run_dir = trainer.run_dir
         self.cancel_path = self.run_dir / CANCEL_FILE
         self.cancel_path.unlink(missing_ok=True)
@@ -120,6 +122,8 @@ class Run:
         self.phase, self.runs_ahead = "queued", None
         self.step, self.total, self.step_time_s = 0, 0, None
         self.losses: list[tuple[int, float]] = []
+        self._said_step = checkpoint.read_state(self.run_dir)["step"] if checkpoint.has_checkpoint(
+            self.run_dir) else 0  # a resumed run says only its new steps
         self.eval: EvalReport | None = None
         self.error: BaseException | None = None
         self.message: str | None = None
@@ -175,16 +179,20 @@ class Run:
             log.exception("training run %s failed", self.run_dir)
             typed = e if isinstance(e, VoxSpaceError) else gpu.zerogpu_error(e)
             self.error = typed or e
-            self.message = (
-                typed.user_message
-                if typed is not None
-                else "Training stopped because of an unexpected error. The last checkpoint is kept; "
-                "try Resume, and if it fails again, report it with the Space's logs."
-            )
+            self.message = typed.user_message if typed is not None else self._unexpected()
             self.phase = "failed"
             self._say(self.message)
         finally:
             self.queue.leave(self.owner)
+
+    def _unexpected(self) -> str:
+        """The sentence for a failure nobody foresaw: Resume only if there is a checkpoint to resume."""
+        where = "the Space's logs" if self._in_space else "the log printed where VoxSpace runs"
+        if checkpoint.has_checkpoint(self.run_dir):
+            return (f"Training stopped because of an unexpected error. The last checkpoint is kept: try "
+                    f"Resume, and if it fails again, report it with {where}.")
+        return (f"Training stopped because of an unexpected error before its first checkpoint. Try "
+                f"again, and if it fails again, report it with {where}.")
 
     def _wait_for_turn(self) -> bool:
         """Wait in the shared queue; False if cancelled while waiting."""
@@ -197,11 +205,13 @@ class Run:
         return True
 
     def _note_step(self, step: int, total: int, loss: float | None, step_time_s: float | None) -> None:
-        if step == self.step and total == self.total:
-            return
+        """One log line per finished step, each once and in order, from the loss history (a poll
+        every 0.5 s can miss a step; a run that has not stepped yet has no line to say)."""
         self.step, self.total, self.step_time_s = step, total, step_time_s
-        loss_s = "-" if loss is None else f"{loss:.4f}"
-        self._say(f"step {step}/{total}  loss {loss_s}")
+        for s, value in self.losses:
+            if s > self._said_step:
+                self._say(f"step {s}/{total}  loss {value:.4f}")
+                self._said_step = s
 
     def _train_long(self, base: tuple[Any, Any]) -> bool:
         """In one go in a background worker (dedicated GPU or CPU); the checkpoint is pushed every
@@ -335,8 +345,9 @@ def start_run(
     """Check the request, fetch the takes, and start the run in a worker; returns at once.
 
     Raises (before any model load or GPU time): BadHyperparameter, BadInput (nothing to resume,
-    or a run already in `run_dir`), NotEnoughTakes, HubError/BadInput when the takes cannot be
-    fetched, Busy when this person already has a run going. `sliced` None means: slices on ZeroGPU.
+    or a run already in `run_dir`), ModelUnavailable (model.check_base_model), NotEnoughTakes,
+    HubError/BadInput when the takes cannot be fetched, Busy when this person already has a run going.
+    `sliced` None means: slices on ZeroGPU.
     """
     owner = identity.username or "local"
     if (current := _ACTIVE.get(owner)) is not None and current.phase not in FINISHED:
@@ -373,6 +384,7 @@ def start_run(
         data_cache_dir=user_cache_dir(settings, identity),
     )
     trainer.model_cfg.token = identity.token
+    check_base_model(trainer.model_cfg, endpoint=settings.hub_endpoint, in_space=settings.in_space)
     try:
         trainer.prepare()  # fetches the takes; NotEnoughTakes here
     except Exception as e:  # a Hub failure while fetching: one sentence (as_user_error keeps typed ones)
@@ -401,6 +413,7 @@ def start_run(
         max_steps_per_slice=max_steps_per_slice,
         queue=gpu.QUEUE if queue is None else queue,
         checkpoint_every_s=settings.checkpoint_every_s,
+        in_space=settings.in_space,
     )
     _ACTIVE[owner] = run
     return run.start()
@@ -450,8 +463,10 @@ def wait(handle: Run, *, on_line: Callable[[str], None] | None = None, poll_s: f
     while not handle.join(poll_s):
         drain()
     drain()
-    if handle.error is not None:
+    if isinstance(handle.error, VoxSpaceError):
         raise handle.error
+    if handle.error is not None:  # the traceback is in the log; the caller gets the run's sentence
+        raise TrainError(handle.message or "Training failed.") from handle.error
     return progress(handle)
 
 

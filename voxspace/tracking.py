@@ -25,6 +25,9 @@ def _trackio(trackio_dir: str | Path) -> Any:
         os.environ.setdefault("TRACKIO_DIR", str(trackio_dir))  # an explicit TRACKIO_DIR wins
     import trackio
 
+    from voxspace.quiet import prints_to_log
+
+    prints_to_log("trackio")  # its banner would print on every init/finish (4x a run): log it once
     return trackio
 
 

@@ -115,6 +115,11 @@ def _train(args: argparse.Namespace) -> int:
         )
     if not args.resume and not (args.data and args.base_model):
         raise BadInput("A new run needs --data and --base-model (or --resume to continue one in --out).")
+    # Every detail (tracebacks included) goes to <out>/train.log; the terminal gets one line a step.
+    from voxspace.cli import log_to_file
+
+    args.log_file = Path(args.out) / "train.log"
+    log_to_file(args.log_file)
     # No username: the CLI never mirrors checkpoints to a repo; --out is the run.
     identity = Identity(None, token=_token(), source="local")
     handle = run_service.start_run(
@@ -136,20 +141,30 @@ def _train(args: argparse.Namespace) -> int:
         print(f"adapter: {out / 'adapter'}", flush=True)
         if final.eval is not None:
             print(format_report(final.eval), flush=True)
+        from voxspace.tracking import PROJECT, trackio_dir_in_use
+
+        print(f"curves: TRACKIO_DIR={trackio_dir_in_use()} trackio show --project {PROJECT}", flush=True)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from voxspace.data import load_takes, split_takes
-    from voxspace.evaluate import evaluate_adapter, format_report
-    from voxspace.model import ModelConfig, load_base
+    from voxspace.evaluate import check_adapter, evaluate_adapter, format_report
+    from voxspace.hub import as_user_error
+    from voxspace.model import ModelConfig, check_base_model, load_base
     from voxspace.settings import Settings
 
-    token = _token()
-    _, test = split_takes(load_takes(args.data, token=token, endpoint=Settings.from_env().hub_endpoint))
-    base = load_base(ModelConfig(args.base_model, precision=args.precision, token=token))
+    token, settings = _token(), Settings.from_env()
+    adapter = check_adapter(args.adapter) if args.adapter else None  # checked before anything loads
+    cfg = ModelConfig(args.base_model, precision=args.precision, token=token)
+    check_base_model(cfg, endpoint=settings.hub_endpoint, in_space=settings.in_space)
+    try:
+        _, test = split_takes(load_takes(args.data, token=token, endpoint=settings.hub_endpoint))
+    except Exception as e:  # the Hub or a folder that cannot be read: one sentence
+        raise as_user_error(e, action="read the takes from", repo_id=args.data) from e
+    base = load_base(cfg)
     print(
-        format_report(evaluate_adapter(base, test, args.adapter, max_new_tokens=args.max_new_tokens)),
+        format_report(evaluate_adapter(base, test, adapter, max_new_tokens=args.max_new_tokens)),
         flush=True,
     )
     return 0

@@ -43,6 +43,18 @@ def test_cli_without_a_token_says_how_to_sign_in(monkeypatch, hub, run_dir, caps
     assert "HF_TOKEN" in capsys.readouterr().err
 
 
+def test_cli_preview_needs_no_token(monkeypatch, hub, run_dir, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(run_dir / "no-token-here"))
+    name = unique("no-token")
+    assert main(["publish", "--run", str(run_dir), "--repo", name, "--preview"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("---\n") and "model-index" in out
+    assert "Nothing has been pushed. Publishing would put" in out and f"your-username/{name}" in out
+    assert "adapter_model.safetensors" in out and "README.md" in out
+    assert not hub.repo_exists(f"your-username/{name}")
+
+
 def test_cli_demo_stores_the_read_token_from_the_named_variable(as_alice, hub, hub_models, monkeypatch,
                                                                 capsys):
     read_tok = f"hf_r_{unique('cli')}"

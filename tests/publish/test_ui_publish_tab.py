@@ -52,7 +52,7 @@ def test_another_visitors_runs_are_out_of_reach(space_settings, hub_tokens, run_
 def test_signed_out_visitors_are_asked_to_sign_in(space_settings):
     anon = start_session(space_settings, profile=None, token=None)
     status, _ = publish.publish(anon, "run-1", "", False, False)
-    assert "Sign in" in status
+    assert "sign in with Hugging Face (the button at the top of the page)" in status
 
 
 def test_a_worse_model_is_named_before_publishing_and_needs_the_tick(space_settings, hub_tokens, run_dir,
@@ -74,3 +74,27 @@ def test_a_worse_model_is_named_before_publishing_and_needs_the_tick(space_setti
     status, adapter = publish.publish(alice, "run-worse", repo, False, False, True)  # ticked: anyway
     assert f"Published to {repo}" in status and adapter == repo and hub.repo_exists(repo)
     assert "did not improve on the base model" in hub.read_file(repo, "README.md").decode()
+
+
+def test_the_card_and_the_files_can_be_read_before_signing_in(space_settings, hub_settings, run_dir, hub):
+    """Issue 16: no token, no card. Locally and in a Space, Preview needs no sign-in; what it says
+    about signing in matches where the person is (no button on one's own machine)."""
+    from voxspace.auth import ANONYMOUS
+    from voxspace.ui.session import Session
+
+    local = Session(settings=hub_settings, identity=ANONYMOUS, store=None)
+    shutil.copytree(run_dir, publish.runs_root(local) / "run-1")
+    status, card = publish.preview(local, "run-1", "", False, False)
+    assert "model-index" in card and "Note" in status
+    assert "Nothing has been pushed" in status and "your-username/voxtral-run-1" in status
+    assert "adapter_model.safetensors" in status and "private" in status
+    assert "HF_TOKEN" in status and "hf auth login" in status and "button" not in status
+    assert not hub.repo_exists("your-username/voxtral-run-1")
+    status, _ = publish.publish(local, "run-1", "", False, False)
+    assert "HF_TOKEN" in status and "button" not in status
+
+    anon = start_session(space_settings, profile=None, token=None)
+    shutil.copytree(run_dir, publish.runs_root(anon) / "run-1", dirs_exist_ok=True)
+    status, card = publish.preview(anon, "run-1", "", True, False)
+    assert "model-index" in card and "public" in status and "button at the top" in status
+    assert "HF_TOKEN" not in status

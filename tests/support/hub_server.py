@@ -436,6 +436,14 @@ class HubServer:
                 self._repos.delete(state)
             return state is not None
 
+    def gate(self, repo_id: str, repo_type: str = "model") -> None:
+        """Make a repo gated, as Mistral's are: its metadata stays public, its files answer 403
+        GatedRepo to everyone but its owner (nobody here has accepted its terms)."""
+        with self._lock:
+            state = self._repo(repo_type, repo_id)
+            state["gated"] = "manual"
+            self._repos.save(state)
+
     # --- inspection -----------------------------------------------------------------------------
     def _repo(self, repo_type: str, repo_id: str) -> dict:
         state = self._repos.repos.get((repo_type, repo_id))
@@ -758,7 +766,7 @@ class HubServer:
                 "createdAt": _iso(state["created_at"]),
                 "private": state["private"],
                 "disabled": False,
-                "gated": False,
+                "gated": state.get("gated", False),
                 "downloads": 0,
                 "likes": 0,
                 "tags": [],
@@ -1090,6 +1098,10 @@ class HubServer:
         repo_type = {"datasets": "dataset", "spaces": "space", None: "model"}[prefix]
         with self._lock:
             state = self._can_read(req, repo_type, repo)
+            owner = req.principal is not None and req.principal.username == repo.split("/")[0]
+            if state.get("gated") and not owner:
+                raise HttpError(403, f"Access to model {repo} is restricted. You must have access to it "
+                                "and be authenticated to access it. Please log in.", "GatedRepo")
             commit = self._repos.commit_at(state, rev)
             entry = commit["files"].get(path)
         if entry is None:

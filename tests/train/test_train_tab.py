@@ -43,7 +43,7 @@ def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
     values[3] = 0  # epochs
     before = run_service.active_run(sess.identity)  # an earlier test's finished run, or None
     status, start_btn, *_ = train.start(sess, "quick", *values, False)
-    assert "Epochs must be a whole number" in status and "Not saved" in status
+    assert "Epochs must be a whole number" in status and "Error" in status
     assert start_btn["interactive"] is True and run_service.active_run(sess.identity) is before
     assert "No training run is going" in train.cancel(sess)
 

@@ -78,6 +78,9 @@ def _recover_in_background(settings: Settings) -> None:
 def launch(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from voxspace.quiet import quiet_third_party
+
+    quiet_third_party()
     _recover_in_background(settings)
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=8).launch(

@@ -39,13 +39,13 @@ def set_custom_phrases(sess: Session, text: str, file: str | None) -> str:
     try:
         custom = phrases.parse_custom(source, sess.language)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message)
+        return status_html("error", e.user_message)
     if not custom:
         sess.custom = []
         return status_html("info", "No phrases found, so the bundled list is used.")
     sess.custom = custom
     sess.skipped.clear()
-    return status_html("saved", f"Using your {len(custom)} phrases.")
+    return status_html("done", f"Using your {len(custom)} phrases.")
 
 
 def upload_files(sess: Session, files: list[str] | None, transcripts: str | None, language: str):
@@ -58,7 +58,7 @@ def upload_files(sess: Session, files: list[str] | None, transcripts: str | None
                                     else None, language=language or "", save=sess.store.save,
                                     limits=sess.settings.limits)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message), []
+        return status_html("error", e.user_message), []
     return _result(rows)
 
 
@@ -85,7 +85,11 @@ def import_dataset(sess: Session, repo_id: str, audio_col: str, text_col: str, l
             max_minutes=float(max_minutes) if max_minutes else None, token=sess.identity.token,
             endpoint=sess.settings.hub_endpoint, save=sess.store.save, progress=report)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message), []
+        return status_html("error", e.user_message), []
+    except Exception:  # never a bare "Error" on the page: the cause goes to the log
+        log.exception("importing %s failed", repo_id)
+        return status_html("error", f"The import of {repo_id} stopped on an unexpected problem; the takes "
+                                    "saved so far are kept. Try again, or check the log."), []
     return _result(rows)
 
 

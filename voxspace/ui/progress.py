@@ -66,11 +66,13 @@ def progress_html(*, takes: int, minutes: float, pending: int, last_error: str |
 
 
 def status_html(kind: str, message: str, *, rest: bool = False) -> str:
-    """One take's state: kind is ready | recording | saved | rejected | info. `rest` marks a
-    reminder to rest, which pauses the hands-free loop."""
-    shape = {"ready": "▶", "recording": "●", "saved": "✓", "rejected": "✗", "info": "ℹ"}[kind]
+    """A state in words and a shape. Each kind means one thing: ready | recording (the recorder),
+    saved / rejected (a take was stored / was not: "Not saved"), done / error (any other action
+    finished / failed), info (a note). `rest` marks a reminder to rest (pauses hands-free)."""
+    shape = {"ready": "▶", "recording": "●", "saved": "✓", "rejected": "✗", "info": "ℹ", "done": "✓",
+             "error": "✗"}[kind]
     label = {"ready": "Ready", "recording": "Recording", "saved": "Saved", "rejected": "Not saved",
-             "info": "Note"}[kind]
+             "info": "Note", "done": "Done", "error": "Error"}[kind]
     return (f'<div class="vx-status vx-{kind}" data-state="{kind}"{" data-rest" if rest else ""}>'
             '<span aria-hidden="true" '
             f'class="vx-shape">{shape}</span> <strong>{label}:</strong> {escape(message)}</div>')

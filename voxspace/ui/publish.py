@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from voxspace import run_record
+from voxspace.auth import sign_in_hint
 from voxspace.errors import VoxSpaceError
 from voxspace.run_record import SUMMARY
 from voxspace.ui.progress import status_html
@@ -45,7 +46,7 @@ def _run_dir(sess: Session, name: str | None) -> Path:
 
 
 def _default_repo(sess: Session, name: str) -> str:
-    return f"{sess.identity.username}/voxtral-{name}"
+    return f"voxtral-{name}"  # a bare name: the signed-in user's namespace (publish.plan)
 
 
 def _not_better(run: Path) -> str | None:
@@ -56,19 +57,22 @@ def _not_better(run: Path) -> str | None:
 
 
 def preview(sess: Session | None, name: str | None, repo_id: str, public: bool, per_take: bool):
-    from voxspace.card import preview_card
+    """The card and the files that publishing would push, readable before (and without) signing in."""
+    from voxspace.publish import plan
 
-    if sess is None or not sess.identity.signed_in:
-        return status_html("info", "Sign in with Hugging Face to publish."), ""
+    if sess is None:
+        return status_html("info", "The page is still loading; try again in a moment."), ""
     try:
         run = _run_dir(sess, name)
-        card = preview_card(run, (repo_id or "").strip() or _default_repo(sess, name), private=not public,
-                            include_per_take=per_take)
+        what = plan(run, (repo_id or "").strip() or _default_repo(sess, name), sess.identity, sess.settings,
+                    private=not public, include_per_take=per_take)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message), ""
+        return status_html("error", e.user_message), ""
+    note = "" if sess.identity.signed_in else " " + sign_in_hint(sess.settings, "To publish it")
     if warning := _not_better(run):  # said before anything is pushed
-        return status_html("rejected", f"{warning} Publishing asks you to confirm it."), card
-    return status_html("info", "This is the model card that will be published."), card
+        return (status_html("info", f"{warning} Publishing asks you to confirm it. {what.summary()}{note}"),
+                what.card)
+    return status_html("info", f"The model card is below. {what.summary()}{note}"), what.card
 
 
 def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, per_take: bool,
@@ -76,7 +80,7 @@ def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, 
     from voxspace.publish import publish_adapter
 
     if sess is None or not sess.identity.signed_in:
-        return status_html("info", "Sign in with Hugging Face to publish."), gr.skip()
+        return status_html("info", sign_in_hint(sess.settings if sess else None, "To publish")), gr.skip()
     try:
         run = _run_dir(sess, name)
         result = publish_adapter(run, (repo_id or "").strip() or _default_repo(sess, name), sess.identity,
@@ -84,9 +88,9 @@ def publish(sess: Session | None, name: str | None, repo_id: str, public: bool, 
                                  anyway=bool(anyway))
     except VoxSpaceError as e:
         log.info("publish refused: %s", e)
-        return status_html("rejected", e.user_message), gr.skip()
+        return status_html("error", e.user_message), gr.skip()
     who = "only you" if result.private else "everyone"
-    return (status_html("saved", f"Published to {result.repo_id} ({who} can see it): {result.url}"),
+    return (status_html("done", f"Published to {result.repo_id} ({who} can see it): {result.url}"),
             result.repo_id)
 
 
@@ -96,7 +100,7 @@ def create_demo(sess: Session | None, adapter_id: str, name: str | None, public:
     from voxspace.run_record import RunRecord
 
     if sess is None or not sess.identity.signed_in:
-        yield status_html("info", "Sign in with Hugging Face to create a demo.")
+        yield status_html("info", sign_in_hint(sess.settings if sess else None, "To create a demo"))
         return
     try:
         record = RunRecord.load(_run_dir(sess, name))
@@ -108,11 +112,11 @@ def create_demo(sess: Session | None, adapter_id: str, name: str | None, public:
         note = f" {result.hardware_note}" if result.hardware_note else ""
         yield status_html("info", f"Demo Space {result.space_id} created; building…{note}")
         for st in follow_build(sess.identity, sess.settings, result.space_id, interval_s=3.0, timeout_s=900):
-            kind = "saved" if st.ok else ("rejected" if st.done else "info")
+            kind = "done" if st.ok else ("error" if st.done else "info")
             yield status_html(kind, f"{st.space_id}: {st.stage.lower().replace('_', ' ')}."
                               + (f" {st.message}" if st.message else "") + f" {st.url}")
     except VoxSpaceError as e:
-        yield status_html("rejected", e.user_message)
+        yield status_html("error", e.user_message)
 
 
 def build(session: gr.State) -> gr.Dropdown:

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from voxspace.auth import sign_in_hint
 from voxspace.errors import VoxSpaceError
 from voxspace.ui.progress import MILESTONES, status_html
 from voxspace.ui.publish import runs_root
@@ -44,8 +45,10 @@ NO_CURVE = "<p>The training loss is drawn here from the first step on.</p>"
 # --- pure handlers (tested without a browser) ------------------------------------------------------
 def readiness(sess: Session | None) -> tuple[str, str]:
     """(what the data is ready for, the command that runs the same training from a terminal)."""
-    if sess is None or sess.store is None:
-        return "Sign in with Hugging Face, then record some takes: training uses them.", ""
+    if sess is None:
+        return "Loading your takes…", ""
+    if sess.store is None:
+        return sign_in_hint(sess.settings, "To train on your takes"), ""
     st = sess.store.stats()
     first = MILESTONES[0][0]
     text = (f"You have **{st.takes}** takes ({st.minutes:.1f} minutes): **{st.train}** to train on and "
@@ -136,7 +139,7 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
 
     _follow_again(sess)
     if sess is None or sess.store is None:
-        return (status_html("info", "Sign in with Hugging Face and record some takes first."),
+        return (status_html("info", sign_in_hint(sess.settings if sess else None, "To train")),
                 *_idle_buttons(sess))
     try:
         config = config_from(preset, *values)
@@ -146,10 +149,10 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
                               sliced=_sliced(values))
     except VoxSpaceError as e:
         log.info("training refused: %s", e)
-        return status_html("rejected", e.user_message), *_idle_buttons(sess)
+        return status_html("error", e.user_message), *_idle_buttons(sess)
     except Exception:  # e.g. the Hub unreachable while fetching the takes: a sentence, not a trace
         log.exception("training could not start")
-        return (status_html("rejected", UNEXPECTED), *_idle_buttons(sess))
+        return (status_html("error", UNEXPECTED), *_idle_buttons(sess))
     return status_html("info", "Starting…"), *_running_buttons()
 
 
@@ -175,10 +178,10 @@ def resume(sess: Session | None) -> tuple[Any, ...]:
     try:
         run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True)
     except VoxSpaceError as e:
-        return status_html("rejected", e.user_message), *_idle_buttons(sess)
+        return status_html("error", e.user_message), *_idle_buttons(sess)
     except Exception:
         log.exception("training could not resume")
-        return (status_html("rejected", UNEXPECTED), *_idle_buttons(sess))
+        return (status_html("error", UNEXPECTED), *_idle_buttons(sess))
     return status_html("info", "Resuming…"), *_running_buttons()
 
 
@@ -214,7 +217,7 @@ def view(sess: Session | None) -> View | None:
     if run is None:
         return None
     p = run_service.progress(run)
-    kind = {"done": "saved", "failed": "rejected"}.get(p.phase, "info")
+    kind = {"done": "done", "failed": "error"}.get(p.phase, "info")
     pct = round(100 * p.step / p.total) if p.total else 0
     bar = (f'<label for="train-bar">Training progress: step {p.step} of {p.total or "?"}</label> '
            f'<progress id="train-bar" max="100" value="{pct}">{pct}%</progress>')
