@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# The full-size training-speed comparison on ONE lent H100/H200, in well under 5 minutes.
+# The full-size speed checks on ONE lent GPU (H100/H200), in under 6 minutes (bench/README.md).
 #
 # The machine has torch, transformers, accelerate and numpy but no mistral-common or soundfile;
-# the caller installs the pinned wheels first (bench/README.md):
+# the caller installs the pinned wheels first:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 #   bash bench/gpu_check.sh [OUT_DIR]        # default bench/out
 #
-# Writes OUT_DIR/train_speed.txt (the table), train_speed.json (every figure; rewritten after each
-# variant, so a timeout keeps what finished) and train_speed.log (versions, nvidia-smi, progress).
-# Extra arguments for bench/train_speed.py can be passed in BENCH_ARGS (e.g. "--steps 4").
+# Three runs of bench/train_speed.py --full-size, each under its own timeout, each writing
+# OUT_DIR/<part>.json (rewritten after every round, so a timeout keeps what finished), <part>.txt
+# (the table) and appending to OUT_DIR/gpu_check.log:
+#   core     (<= 230 s) upstream (VoxFactory as written), default, -auto_batch, +fit_2x4, -8bit:
+#            3 interleaved rounds; evaluation timed (8 held-out takes, 32 new tokens, 2 rounds); the
+#            whole-run budget for 50 / 500 / 5000 takes
+#   zerogpu  (<= 70 s) bf16 with passes fitted on a 48 GiB card (a ZeroGPU `large` slice), 2 rounds
+#   levers   (<= 60 s, only with GPU_CHECK_LEVERS=1) the other levers, 1 round
+# Extra arguments for every part: BENCH_ARGS (e.g. "--steps 4"). Timeouts: CORE_S, ZEROGPU_S, LEVERS_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench/out}"
 mkdir -p "$out"
-log="$out/train_speed.log"
+log="$out/gpu_check.log"
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="${PYTHONPATH:-}:$PWD"
 
@@ -36,10 +42,24 @@ print("cuda", torch.version.cuda, "available:", torch.cuda.is_available(),
 EOF
 } 2>&1 | tee "$log"
 
-# 270 s leaves room for the start-up above inside a 5-minute window.
-timeout --signal=INT --kill-after=15 "${BENCH_TIMEOUT_S:-270}" \
-  python3 -u bench/train_speed.py --full-size --out "$out/train_speed.json" ${BENCH_ARGS:-} 2>&1 | tee -a "$log"
-rc=${PIPESTATUS[0]}
-echo "== train_speed.py exit code $rc" | tee -a "$log"
-[ -f "$out/train_speed.txt" ] && cat "$out/train_speed.txt"
+rc=0
+part() {  # part NAME TIMEOUT_S ARGS...
+  local name="$1" limit="$2"
+  shift 2
+  echo "== $name: train_speed.py --full-size $* (timeout ${limit} s)" | tee -a "$log"
+  timeout --signal=INT --kill-after=10 "$limit" \
+    python3 -u bench/train_speed.py --full-size --out "$out/$name.json" "$@" ${BENCH_ARGS:-} 2>&1 | tee -a "$log"
+  local code=${PIPESTATUS[0]}
+  echo "== $name exit code $code" | tee -a "$log"
+  [ "$code" -ne 0 ] && rc=$code
+  [ -f "$out/$name.txt" ] && cat "$out/$name.txt"
+}
+
+part core "${CORE_S:-230}" --variants upstream,default,-auto_batch,+fit_2x4,-8bit --repeats 3 --steps 3 \
+  --eval-takes 8 --eval-repeats 2 --max-new-tokens 32
+part zerogpu "${ZEROGPU_S:-70}" --variants -8bit --gpu-memory-gib 48 --repeats 2 --steps 3 --eval-repeats 0
+if [ "${GPU_CHECK_LEVERS:-0}" = 1 ]; then
+  part levers "${LEVERS_S:-60}" --repeats 1 --steps 3 --eval-repeats 0 \
+    --variants default,-encoder_cache,-length_batching,-label_logits_only,-lm_only_lora,-batch_4x1,+grad_ckpt
+fi
 exit "$rc"

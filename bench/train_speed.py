@@ -1,15 +1,21 @@
-"""Training speed: the recipe this project replaces, against its default and each lever switched off.
+"""Training speed: VoxFactory's recipe as it ships, against this project's default and each lever off.
 
-    python bench/train_speed.py                 # tiny Voxtral on CPU, espeak-ng takes: ~1-2 min on 2 cores
+    python bench/train_speed.py                 # tiny Voxtral on CPU, espeak-ng takes: a few min on 2 cores
     python bench/train_speed.py --full-size     # a GPU: Voxtral-Mini-3B's real dimensions, random weights
     python bench/train_speed.py --full-size --layers 2 --device cpu --takes 4 --steps 2  # that path, on CPU
+    python bench/train_speed.py --variants -encoder_cache,default,upstream   # run in the order asked
     bench/gpu_check.sh OUT_DIR                  # the prepared GPU run (see bench/README.md)
 
-Every variant goes through the engine itself (voxspace.train.Trainer: its loss, cache, logits and
-slice code), one after another in this process:
-  upstream      bf16, batch 2 x accumulation 4, no encoder cache, no length batching, logits at every
-                position, LoRA on q/k/v/o "everywhere": a plain target list also adapts the audio
-                encoder, so every step backpropagates through all of its layers
+Comparisons hold only within one process: every variant runs `--repeats` times (default 3),
+interleaved (round r runs the asked-for list rotated by r, voxspace.devtools.bench_stats.schedule),
+each time on a freshly attached LoRA over the same base; the table prints medians with their spread
+(±: half the range over the rounds, relative to the median), and every ratio divides two medians of
+this run. Variants:
+  upstream      VoxFactory's scripts/train_lora.py as written (voxspace.devtools.voxfactory): r=8,
+                alpha 32, dropout 0, LoRA q/k/v/o everywhere (audio encoder included), bf16 with bf16
+                autocast, batch 2 x 4, HF's loss (fp32 logits at every position), mel features
+                extracted on the CPU at every step. Its run is projected at --epochs and, in the row
+                "upstream@3ep", at the 3 epochs VoxFactory ships.
   default       TrainConfig() as shipped: 8-bit base, batch 4, encoder cache, length batching,
                 logits only where a label follows, LoRA on the language model only
   -LEVER        the default with that one lever switched off
@@ -22,22 +28,20 @@ We ablate from the default instead of adding each lever to upstream because the 
 each other: the cache is only valid once LoRA is out of the encoder, and the logits/padding savings
 only show once the encoder backward no longer dominates a step.
 
-Each variant runs two slices (Trainer.train_slice): slice 1 is the first epoch (setup, warm-up, encoder-
-cache fill, checkpoint), slice 2 runs --steps steady-state steps (checkpoint). Columns: pass = the most
-takes one forward pass held in slice 2 (fitted to free memory on a GPU); s/step and takes/s, audio-s/s
-(slice 2); peak memory (GPU: torch.cuda.max_memory_allocated, weights included; CPU: peak RSS sampled
-during the variant); steps% = share of each slice's seconds spent in optimizer steps (SliceSummary);
-run_s = projected seconds for --epochs epochs over these takes (slice 1 as measured + later epochs at
-the slice-2 rate); x-columns: ratios against upstream (>1 is better for speed, <1 is better for memory).
-For the default it also times the before/after evaluation (generate on --eval-takes held-out takes, as
-voxspace.evaluate does). Random weights never emit EOS, so generation runs to max_new_tokens: an upper
-bound. Needs only torch, transformers, peft, bitsandbytes and numpy with --full-size (a lent GPU machine
-has no mistral-common or soundfile).
+Each run of a variant has two slices (Trainer.train_slice): slice 1 is the first epoch (setup,
+warm-up, encoder-cache fill, checkpoint), slice 2 runs --steps steady-state steps (checkpoint).
+After the training rounds, evaluation is timed the same way (interleaved, repeated): generate on
+--eval-takes held-out takes, before (adapter off) and after, in batches of 8 as the app does now and
+in one call, per loaded precision. Last, a whole-run budget (50, 500, 5000 takes) is projected from
+the measured per-unit seconds. Random weights never emit EOS, so generation runs to
+max_new_tokens: an upper bound. Needs only torch, transformers, peft, bitsandbytes and numpy with
+--full-size (a lent GPU machine has no mistral-common or soundfile).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -57,27 +61,41 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from voxspace.batching import CudaMemory
+from voxspace.devtools.bench_stats import (
+    Spread,
+    UnitCosts,
+    combine,
+    format_budget,
+    projected_run_s,
+    ratio,
+    run_budget,
+    schedule,
+)
 from voxspace.devtools.synthetic_takes import SyntheticProcessor, SyntheticTake, synthetic_examples
+from voxspace.devtools.voxfactory import (
+    VOXFACTORY,
+    VOXFACTORY_EPOCHS,
+    VoxFactoryTrainer,
+    feature_extractor,
+    mel_features,
+    synthetic_audio,
+)
+from voxspace.encoder_cache import EncoderCache, audio_embeds
 from voxspace.evaluate import adapter_disabled, transcribe
-from voxspace.model import ModelConfig, load_base, load_model
+from voxspace.model import ModelConfig, attach_lora, detach_lora, load_base, load_model
 from voxspace.train import TrainConfig, Trainer
 
-UPSTREAM = dict(
-    precision="bf16",
-    batch_size=2,
-    grad_accum=4,
-    encoder_cache=False,
-    length_batching=False,
-    label_logits_only=False,
-    lora_targets="attention_everywhere",
-    auto_batch=False,
-)
+UPSTREAM = VOXFACTORY
 TINY_LAYERS = 2  # the tiny Voxtral's encoder and LM layers unless --layers says otherwise
 GPU_ONLY = ("-8bit", "-auto_batch", "+fit_2x4")  # the same computation as another variant on a CPU
+RUN_SIZES = (50, 500, 5000)  # takes recorded, for the whole-run budget
 
 
 # --- the variants ------------------------------------------------------------------------------------
@@ -86,6 +104,7 @@ class Variant:
     name: str
     config: TrainConfig
     what: str
+    recipe: str = "voxspace"  # "voxfactory": VoxFactoryTrainer (HF loss, autocast, mel per step)
 
 
 def build_variants(epochs: int = 5, encoder_layers: int = 32) -> list[Variant]:
@@ -93,7 +112,12 @@ def build_variants(epochs: int = 5, encoder_layers: int = 32) -> list[Variant]:
     for a model with `encoder_layers` audio-encoder layers (see the docstring)."""
     d = TrainConfig(epochs=epochs)
     return [
-        Variant("upstream", replace(d, **UPSTREAM), "bf16, 2x4, no cache, all logits, LoRA incl. encoder"),
+        Variant(
+            "upstream",
+            replace(d, **UPSTREAM),
+            "VoxFactory as written: r8, bf16 autocast, HF loss, mel per step, LoRA incl. encoder",
+            recipe="voxfactory",
+        ),
         Variant("default", d, "TrainConfig() as shipped"),
         Variant("-encoder_cache", replace(d, encoder_cache=False), "audio encoder re-run every epoch"),
         Variant("-length_batching", replace(d, length_batching=False), "random batches, more padding"),
@@ -129,6 +153,20 @@ def adapt_encoder_variants(d: TrainConfig, encoder_layers: int) -> list[Variant]
     everything = replace(d, adapt_encoder=encoder_layers, encoder_cache=False)
     what = f"LoRA on all {encoder_layers} encoder layers + projector: nothing to cache"
     return [*rows.values(), Variant("+adapt_enc_all_nocache", everything, what)]
+
+
+def select_variants(variants: list[Variant], asked: str | None) -> list[Variant]:
+    """The variants named in `asked` (comma-separated), in that order; all of them when None."""
+    if not asked:
+        return variants
+    by_name = {v.name: v for v in variants}
+    names = [n.strip() for n in asked.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known here: {', '.join(by_name)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a variant is asked for twice in {asked!r}")
+    return [by_name[n] for n in names]
 
 
 # --- models and takes --------------------------------------------------------------------------------
@@ -186,6 +224,24 @@ def espeak_takes(n: int, folder: Path, processor: Any, seed: int) -> list[Synthe
     return out
 
 
+def takes_audio(takes: list[SyntheticTake], wav_dir: Path | None) -> dict[str, np.ndarray]:
+    """16 kHz signals for the upstream recipe's per-step mel extraction: each espeak WAV resampled,
+    or noise of each synthetic take's length (the mel cost depends on the length only)."""
+    out = {}
+    for i, t in enumerate(takes):
+        tid = t.example.take_id
+        wav = wav_dir / f"{tid}.wav" if wav_dir else None
+        if wav is not None and wav.is_file():
+            import soundfile
+            import soxr
+
+            data, rate = soundfile.read(wav, dtype="float32")
+            out[tid] = np.asarray(soxr.resample(data, rate, 16_000), dtype=np.float32)
+        else:
+            out[tid] = synthetic_audio(t.seconds, seed=i)
+    return out
+
+
 # --- measuring -----------------------------------------------------------------------------------------
 class _CountingCollator:
     """Counts the takes (and their seconds) that go through training steps."""
@@ -203,31 +259,41 @@ class _CountingCollator:
         return getattr(self.inner, name)
 
 
-class PeakMemory:
-    """Peak memory while the block runs: CUDA allocator peak, else resident set size sampled every 5 ms."""
+def _rss() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the process high-water mark is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    def __init__(self, device: str) -> None:
+
+def resident_bytes(device: str) -> int:
+    """Memory the process holds now: CUDA allocated bytes on a GPU, resident set size on a CPU."""
+    return torch.cuda.memory_allocated() if device.startswith("cuda") else _rss()
+
+
+class PeakMemory:
+    """Peak memory while the block runs: CUDA allocator peak, else resident set size sampled every 5 ms.
+
+    `exclude_bytes`: memory held by bases of other precisions that stay loaded between rounds (the
+    rounds are interleaved); it is subtracted so each variant's peak counts its own base only.
+    """
+
+    def __init__(self, device: str, exclude_bytes: int = 0) -> None:
         self.cuda = device.startswith("cuda")
+        self.exclude = exclude_bytes
         self.peak_bytes = 0
         self._stop = threading.Event()
 
-    @staticmethod
-    def _rss() -> int:
-        try:
-            return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:  # not Linux: the process high-water mark is the best we have
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
+            self.peak_bytes = max(self.peak_bytes, _rss())
 
     def __enter__(self) -> PeakMemory:
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         else:
-            self.peak_bytes = self._rss()
+            self.peak_bytes = _rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -239,6 +305,23 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
+        self.peak_bytes -= self.exclude
+
+
+class CappedCudaMemory(CudaMemory):
+    """A smaller card on a larger one (a ZeroGPU `large` slice, 48 GiB, on an H100/H200): the pass
+    fitter sees `cap_bytes` as the card's total and free memory within it; main() also caps the
+    allocator (torch.cuda.set_per_process_memory_fraction) so running past it fails as it would there."""
+
+    def __init__(self, device: Any, cap_bytes: int) -> None:
+        super().__init__(device)
+        self.cap = cap_bytes
+
+    def free_bytes(self) -> int:
+        return min(super().free_bytes(), self.cap - torch.cuda.memory_allocated(self.device))
+
+    def total_bytes(self) -> int:
+        return min(self.cap, super().total_bytes())
 
 
 def _free_memory() -> None:
@@ -247,10 +330,18 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+CONFIG_KEYS = (*UPSTREAM, "gradient_checkpointing", "adapt_encoder", "epochs")  # UPSTREAM: rank, auto_batch..
+
+
 def failed_row(v: Variant, error: str | None) -> dict[str, Any]:
     """A row that says what was asked for; run_variant fills in the figures when it succeeds."""
-    keys = (*UPSTREAM, "gradient_checkpointing", "rank", "epochs")  # UPSTREAM holds auto_batch
-    row = {"name": v.name, "what": v.what, "ok": False, "config": {k: getattr(v.config, k) for k in keys}}
+    config = {k: getattr(v.config, k) for k in CONFIG_KEYS}
+    row = {"name": v.name, "what": v.what, "recipe": v.recipe, "ok": False, "config": config}
     return {**row, "error": error[:300]} if error else row
 
 
@@ -268,25 +359,33 @@ def run_variant(
     v: Variant,
     base: tuple[Any, Any],
     takes: list[SyntheticTake],
-    eval_takes: list[SyntheticTake] | None,
+    audio: dict[str, np.ndarray],
     *,
     steps: int,
     device: str,
     work: Path,
-    max_new_tokens: int,
+    exclude_bytes: int = 0,
+    gpu_cap_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """Slice 1 = the first epoch, slice 2 = `steps` steady steps; optionally time before/after eval."""
+    """One round of a variant: slice 1 = the first epoch, slice 2 = `steps` steady steps."""
     seconds = {t.example.take_id: t.seconds for t in takes}
     n, cfg = len(takes), v.config
     spe = cfg.steps_per_epoch(n)
     cfg = replace(cfg, epochs=min(100, max(cfg.epochs, 1 + math.ceil(steps / spe))))  # never finish early
     run_dir = work / v.name.strip("-+")
-    row = failed_row(replace(v, config=cfg), None)
+    row = failed_row(v, None)
     row["steps_per_epoch"] = spe
     trainer = None
     try:
-        with PeakMemory(device) as mem:
-            trainer = Trainer(run_dir, cfg, "bench", base=base, examples=[t.example for t in takes]).setup()
+        with PeakMemory(device, exclude_bytes) as mem:
+            kw: dict[str, Any] = {"base": base, "examples": [t.example for t in takes]}
+            if gpu_cap_bytes and cfg.auto_batch and device.startswith("cuda"):
+                kw["memory"] = CappedCudaMemory(torch.device(device), gpu_cap_bytes)
+            if v.recipe == "voxfactory":
+                trainer = VoxFactoryTrainer(run_dir, cfg, "bench", audio=audio, **kw)
+            else:
+                trainer = Trainer(run_dir, cfg, "bench", **kw)
+            trainer.setup()
             counter = trainer.collator = _CountingCollator(trainer.collator, seconds)
             first = trainer.train_slice(budget_s=1e9, max_steps=spe)
             before = (counter.takes, counter.audio_s)
@@ -301,18 +400,15 @@ def run_variant(
             cpu_s_per_step=round(cpu_s / max(1, steady.steps_run), 4),
             takes_per_s=round(takes_run / steady.step_seconds, 3),
             audio_s_per_s=round(audio_run / steady.step_seconds, 3),
-            peak_mb=round(mem.peak_bytes / 2**20, 1),
-            ru_maxrss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            peak_mib=round(mem.peak_bytes / 2**20, 1),
             slices=[_slice_row(first), _slice_row(steady)],
             epoch1_s=round(first.step_seconds, 3),
-            projected_run_s=round(first.step_seconds + (v.config.epochs - 1) * spe * per_step, 2),
             setup_and_save_s=round(first.overhead_seconds, 3),
+            save_s=round(trainer.save_s, 3),
             last_loss=steady.last_loss,
             takes_per_pass=steady.takes_per_pass,
             memory_fit=trainer.fitter.fit.to_dict() if trainer.fitter.fit else None,  # what step 1 measured
         )
-        if eval_takes:
-            row["eval"] = time_evaluation(trainer, [t.example for t in eval_takes], max_new_tokens)
     except Exception as e:  # one variant failing (OOM, ...) must not hide the others
         row["error"] = f"{type(e).__name__}: {getattr(e, 'user_message', None) or e}"[:300]
         traceback.print_exc()
@@ -325,84 +421,196 @@ def run_variant(
     return row
 
 
-def time_evaluation(trainer: Trainer, examples: list[Any], max_new_tokens: int) -> dict[str, float]:
-    """Seconds for the before (adapter off) and after (adapter on) transcription of held-out takes."""
-    collator = trainer.collator.inner if isinstance(trainer.collator, _CountingCollator) else trainer.collator
-    out: dict[str, float] = {"takes": len(examples), "max_new_tokens": max_new_tokens}
+# --- evaluation, features, encoder ---------------------------------------------------------------------
+EVAL_MODES = {"batch8": 8, "one_call": 0}  # takes per generate call: as voxspace.evaluate now; all at once
+
+
+def time_evaluation(
+    model: Any, collator: Any, examples: list[Any], *, batch_size: int, max_new_tokens: int
+) -> dict[str, float]:
+    """Seconds of the before (adapter off) and after transcription, sharing one encoder cache as
+    evaluate_adapter does (the encoder runs once per take for both)."""
+    cache = EncoderCache()
+    out: dict[str, float] = {}
     for label in ("before_s", "after_s"):
         _sync()
         t0 = time.perf_counter()
-        if label == "before_s":
-            with adapter_disabled(trainer.model):
-                transcribe(trainer.model, collator, examples, max_new_tokens=max_new_tokens)
-        else:
-            transcribe(trainer.model, collator, examples, max_new_tokens=max_new_tokens)
+        with adapter_disabled(model) if label == "before_s" else contextlib.nullcontext():
+            transcribe(
+                model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
+            )
         _sync()
-        out[label] = round(time.perf_counter() - t0, 3)
+        out[label] = time.perf_counter() - t0
     return out
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+def measure_evaluation(
+    bases: dict[str, tuple[Any, Any]], examples: list[Any], *, repeats: int, max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Before/after generation per loaded precision and per EVAL_MODES, interleaved and repeated."""
+    names = [f"{p}/{m}" for p in bases for m in EVAL_MODES]
+    seen: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    errors: dict[str, str] = {}
+    for _, name in schedule(names, repeats):
+        precision, mode = name.split("/")
+        model = attach_lora(detach_lora(bases[precision][0]), TrainConfig().lora())  # as after training
+        try:
+            batch = EVAL_MODES[mode] or len(examples)
+            seen[name].append(time_evaluation(model, _collator(bases[precision][1]), examples,
+                                              batch_size=batch, max_new_tokens=max_new_tokens))  # fmt: skip
+        except Exception as e:  # e.g. one call does not fit: report it, keep the others
+            errors[name] = f"{type(e).__name__}: {e}"[:300]
+            traceback.print_exc()
+        finally:
+            detach_lora(model)
+            _free_memory()
+    rows = []
+    for name in names:
+        precision, mode = name.split("/")
+        row: dict[str, Any] = {"name": name, "precision": precision, "mode": mode, "takes": len(examples),
+                               "max_new_tokens": max_new_tokens, "ok": bool(seen[name])}  # fmt: skip
+        if seen[name]:
+            for label in ("before_s", "after_s"):
+                row[label] = Spread.of([r[label] for r in seen[name]]).to_dict()
+        if name in errors:
+            row["error"] = errors[name]
+        rows.append(row)
+    return rows
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> None:
+def _collator(processor: Any) -> Any:
+    from voxspace.data import TranscriptionCollator
+
+    return TranscriptionCollator(processor)
+
+
+def measure_features(audio: dict[str, np.ndarray], repeats: int) -> Spread:
+    """CPU seconds per take of mel-feature extraction (Voxtral's Whisper extractor), over `repeats`."""
+    extractor = feature_extractor()
+    per_take = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for signal in audio.values():
+            mel_features(signal, extractor)
+        per_take.append((time.perf_counter() - t0) / len(audio))
+    return Spread.of(per_take)
+
+
+def measure_encoder(model: Any, examples: list[Any], device: str, repeats: int) -> Spread:
+    """Seconds per take of the frozen audio encoder + projector (what the encoder cache saves)."""
+    per_take = []
+    for _ in range(repeats):
+        _sync()
+        t0 = time.perf_counter()
+        for e in examples:
+            audio_embeds(model, e.input_features.to(device))
+        _sync()
+        per_take.append((time.perf_counter() - t0) / len(examples))
+    return Spread.of(per_take)
+
+
+# --- the report ------------------------------------------------------------------------------------------
+def add_ratios(rows: list[dict[str, Any]], epochs: int) -> None:
+    """x-columns against upstream, from this run's medians; an "upstream@3ep" row after upstream."""
     up = next((r for r in rows if r["name"] == "upstream" and r["ok"]), None)
+    if up is None:
+        return
     for r in rows:
-        if up is None or not r["ok"]:
-            continue
-        r["vs_upstream"] = {
-            "takes_per_s": round(r["takes_per_s"] / up["takes_per_s"], 3),
-            "run": round(up["projected_run_s"] / r["projected_run_s"], 3),
-            "peak_mem": round(r["peak_mb"] / up["peak_mb"], 3),
-        }
+        if r["ok"]:
+            r["projected_run_s"] = round(projected_run_s(r, epochs), 2)
+            r["vs_upstream"] = ratio(r, up, epochs=epochs)
+    shipped = {**up, "name": f"upstream@{VOXFACTORY_EPOCHS}ep", "what": "upstream as VoxFactory ships it"}
+    shipped["config"] = {**up["config"], "epochs": VOXFACTORY_EPOCHS}
+    shipped["projected_run_s"] = round(projected_run_s(up, VOXFACTORY_EPOCHS), 2)
+    shipped["vs_upstream"] = ratio(up, up, epochs=VOXFACTORY_EPOCHS, ref_epochs=epochs)
+    rows.insert(rows.index(up) + 1, shipped)
+
+
+def _spread(d: dict[str, Any]) -> Spread:
+    return Spread(d["median"], d["low"], d["high"], d["n"])
 
 
 def format_table(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
-    """One line per variant; on a CPU also process CPU-seconds per step (steadier than wall time
-    when other work shares the cores)."""
-    head = ["variant", "prec", "batch", "pass", "s/step", "takes/s", "audio-s/s", "peak MB", "steps% s1/s2",
-            "run_s", "x takes/s", "x run", "x mem"] + (["cpu-s/step"] if cpu else [])  # fmt: skip
+    """One line per variant (medians; ± = half the range over the rounds, relative); r = rounds that
+    ran; on a CPU also process CPU-seconds per step (steadier than wall time under other load)."""
+    head = ["variant", "prec", "batch", "r", "pass", "s/step", "takes/s", "audio-s/s", "peak MiB",
+            "steps% s1/s2", "run_s", "x takes/s", "x run", "x mem"]  # fmt: skip
+    head += ["cpu-s/step"] if cpu else []
     lines, errors = [head], []
     for r in rows:
         c = r["config"]
-        cells = [r["name"], c["precision"], f"{c['batch_size']}x{c['grad_accum']}"]
+        cells = [
+            r["name"],
+            c["precision"],
+            f"{c['batch_size']}x{c['grad_accum']}",
+            str(r.get("rounds_ok", 0)),
+        ]
+        if not r["name"].startswith("upstream@"):
+            errors += [f"{r['name']}: {e}" for e in r.get("errors", [])]
         if not r["ok"]:
-            lines.append([*cells, "-", "FAILED", *["-"] * (len(head) - 5)])
-            errors.append(f"{r['name']}: {r['error']}")
+            lines.append([*cells, "-", "FAILED", *["-"] * (len(head) - 6)])
             continue
-        ratio = r.get("vs_upstream", {})
+        sp = {k: _spread(d) for k, d in r["spread"].items()}
+        x = r.get("vs_upstream", {})
         lines.append([
-            *cells, str(r["takes_per_pass"]), f"{r['s_per_step']:.3f}", f"{r['takes_per_s']:.2f}",
-            f"{r['audio_s_per_s']:.1f}",
-            f"{r['peak_mb']:.0f}", "/".join(f"{100 * s['step_share']:.0f}" for s in r["slices"]),
-            f"{r['projected_run_s']:.1f}",
-            *(f"{ratio[k]:.2f}" if k in ratio else "-" for k in ("takes_per_s", "run", "peak_mem")),
-            *([f"{r['cpu_s_per_step']:.3f}"] if cpu else []),
+            *cells, str(r["takes_per_pass"]), sp["s_per_step"].cell(), sp["takes_per_s"].cell(".2f"),
+            sp["audio_s_per_s"].cell(".1f"), sp["peak_mib"].cell(".0f"),
+            "/".join(f"{100 * s:.0f}" for s in r["step_share"]),
+            f"{r.get('projected_run_s', projected_run_s(r, c['epochs'])):.1f}",
+            *(f"{x[k]:.2f}" if k in x else "-" for k in ("takes_per_s", "run", "peak_mem")),
+            *([sp["cpu_s_per_step"].cell()] if cpu else []),
         ])  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     table = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in lines]
     return "\n".join(table + errors)
 
 
-def gpu_budget(default: dict[str, Any], takes: int, epochs: int) -> dict[str, Any]:
-    """Does the default run (setup, training, before/after evaluation) fit a free day's 5 GPU-minutes?"""
-    if not default.get("ok"):
-        return {}
-    ev = default.get("eval", {})
-    evals = ev.get("before_s", 0) + ev.get("after_s", 0)
-    total = default["setup_and_save_s"] + default["projected_run_s"] + evals
-    return {
-        "takes": takes,
-        "epochs": epochs,
-        "train_s": default["projected_run_s"],
-        "setup_and_save_s": default["setup_and_save_s"],
-        "eval_before_s": ev.get("before_s"),
-        "eval_after_s": ev.get("after_s"),
-        "total_s": round(total, 1),
-        "fits_5_gpu_minutes": total <= 300,
-    }
+def format_eval(rows: list[dict[str, Any]]) -> str:
+    lines = ["evaluation (generate, before = adapter off, after = on; one encoder cache for both):"]
+    for r in rows:
+        if not r["ok"]:
+            lines.append(f"  {r['name']}: FAILED {r.get('error', '')}")
+            continue
+        b, a = _spread(r["before_s"]), _spread(r["after_s"])
+        lines.append(f"  {r['name']:14s} {r['takes']} takes, {r['max_new_tokens']} new tokens:"
+                     f" before {b.cell()} s, after {a.cell()} s")  # fmt: skip
+    return "\n".join(lines)
+
+
+def unit_costs(
+    default: dict[str, Any],
+    evals: list[dict[str, Any]],
+    mel: Spread | None,
+    encoder: Spread | None,
+    mode: str,
+) -> UnitCosts | None:
+    """Per-unit seconds for run_budget from this run's medians (None when a part is missing)."""
+    ev = next((r for r in evals if r["precision"] == default.get("config", {}).get("precision")
+               and r["mode"] == mode and r["ok"]), None)  # fmt: skip
+    if not default.get("ok") or ev is None or mel is None or encoder is None:
+        return None
+    c = default["config"]
+    return UnitCosts(
+        mel_s_per_take=mel.median,
+        encoder_s_per_take=encoder.median,
+        s_per_step=default["s_per_step"],
+        step_size=c["batch_size"] * c["grad_accum"],
+        eval_before_s_per_take=ev["before_s"]["median"] / ev["takes"],
+        eval_after_s_per_take=ev["after_s"]["median"] / ev["takes"],
+        slice_setup_s=max(0.0, default["setup_and_save_s"] - default["save_s"]),
+        save_s=default["save_s"],
+    )
+
+
+def budgets(now: UnitCosts | None, one_call: UnitCosts | None, epochs: int) -> dict[str, Any]:
+    """The whole-run tables: as the app runs now (features in the first GPU slice, every held-out
+    take in batches of 8) and with evaluation in one call, capped at 64 takes, features on the CPU."""
+    out: dict[str, Any] = {}
+    if now is not None:
+        out["now"] = [run_budget(now, n, epochs, features_on_gpu=True) for n in RUN_SIZES]
+    if one_call is not None:
+        out["one_call_eval_cap64"] = [run_budget(one_call, n, epochs, eval_cap=64) for n in RUN_SIZES]
+    return out
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -414,10 +622,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--takes", type=int, default=None, help="training takes (default 16 tiny, 50 full size)")
     ap.add_argument("--eval-takes", type=int, default=None, help="held-out takes timed with generate")
     ap.add_argument("--steps", type=int, default=6, help="steady-state steps per variant (slice 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every variant")
+    ap.add_argument("--eval-repeats", type=int, default=None, help="rounds of the evaluation timing")
     ap.add_argument("--epochs", type=int, default=5, help="epochs of the projected run")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="as voxspace.evaluate")
     ap.add_argument("--synthetic", action="store_true", help="random takes even for the tiny model")
-    ap.add_argument("--variants", default=None, help="comma-separated names (default: all)")
+    ap.add_argument(
+        "--variants", default=None, help="comma-separated names, run in this order (default: all)"
+    )
     ap.add_argument(
         "--precision",
         choices=("configured", "fp32"),
@@ -425,10 +637,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="each variant's own precision (default on a GPU) or fp32 for all (default on a CPU)",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    ap.add_argument(
+        "--gpu-memory-gib", type=float, default=None, help="act as a card of this size (48: ZeroGPU)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
+    if args.repeats < 1 or (args.eval_repeats is not None and args.eval_repeats < 0):
+        ap.error("--repeats must be at least 1 and --eval-repeats at least 0")
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gpu_cap = None
+    if args.gpu_memory_gib:
+        if not device.startswith("cuda"):
+            ap.error("--gpu-memory-gib needs a GPU")
+        gpu_cap = int(args.gpu_memory_gib * 2**30)
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_cap / total))
     if args.threads:
         torch.set_num_threads(args.threads)
     n_takes = args.takes or (50 if args.full_size else 16)
@@ -440,12 +664,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # matmul took 278 s in bf16 vs 1 s in fp32 here. That would time the emulation, not the levers.
         fp32 = [replace(v, config=replace(v.config, precision="fp32")) for v in variants]
         variants = [v for v in fp32 if v.name not in GPU_ONLY]
-    if args.variants:
-        wanted = set(args.variants.split(","))
-        variants = [v for v in variants if v.name in wanted]
+    try:
+        variants = select_variants(variants, args.variants)
+    except ValueError as e:
+        ap.error(str(e))
     work = Path(tempfile.mkdtemp(prefix="voxspace-bench-"))
     started = time.monotonic()
+    runs: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    extra: dict[str, Any] = {}
     try:
+        wav_dir = None
         if args.full_size:
             t0 = time.monotonic()
             vocab = write_random_voxtral(work / "model", layers=args.layers, device=device)
@@ -470,8 +698,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 takes = synthetic_examples(n_takes, vocab_size=vocab, seed=0)
                 eval_takes = synthetic_examples(n_eval, vocab_size=vocab, seed=1, prefix="eval")
             else:
-                takes = espeak_takes(n_takes, work / "wav", processor, seed=0)
-                eval_takes = espeak_takes(n_eval, work / "wav", processor, seed=1)
+                wav_dir = work / "wav"
+                takes = espeak_takes(n_takes, wav_dir, processor, seed=0)
+                eval_takes = espeak_takes(n_eval, wav_dir, processor, seed=1)
+        audio = takes_audio(takes, wav_dir)
 
         meta = {
             "machine": machine(device),
@@ -479,69 +709,113 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "model": "full-size Voxtral (random weights)" if args.full_size else "tiny Voxtral",
             "takes": n_takes,
             "audio_s": round(sum(t.seconds for t in takes), 1),
+            "order": [v.name for v in variants],
+            "executed": [],  # (round, variant) as they ran
         }
-        # One base per precision, one at a time (a second base would distort peak memory).
-        rows: dict[str, dict[str, Any]] = {}
-        for precision in dict.fromkeys(v.config.precision for v in variants):
-            t0 = time.monotonic()
-            group = [v for v in variants if v.config.precision == precision]
-            try:
-                base = load(precision)
-            except Exception as e:  # e.g. bitsandbytes missing: report it, measure the rest
-                traceback.print_exc()
-                for v in group:
-                    rows[v.name] = failed_row(v, f"loading the {precision} base: {type(e).__name__}: {e}")
-                continue
-            print(f"{precision} base loaded in {time.monotonic() - t0:.1f} s", flush=True)
-            warm = Variant("warmup", group[0].config, "")  # first CUDA/bitsandbytes calls, not measured
-            run_variant(warm, base, takes[:2], None, steps=1, device=device, work=work, max_new_tokens=1)
-            for v in group:
-                rows[v.name] = run_variant(
-                    v, base, takes, eval_takes if v.name == "default" else None,
-                    steps=args.steps, device=device, work=work, max_new_tokens=args.max_new_tokens,
-                )  # fmt: skip
-                print(f"  {v.name}: {'ok' if rows[v.name]['ok'] else rows[v.name]['error']}", flush=True)
-                write_report(rows, variants, args, meta, started)
-            del base
-            _free_memory()
+        # Every precision's base stays loaded so the rounds can interleave; each variant's peak
+        # excludes the other bases' bytes (PeakMemory).
+        bases: dict[str, tuple[Any, Any]] = {}
+        base_bytes: dict[str, int] = {}
+        failed_load: dict[str, str] = {}
+        by_name = {v.name: v for v in variants}
+        for round_, name in schedule([v.name for v in variants], args.repeats):
+            v = by_name[name]
+            precision = v.config.precision
+            if precision not in bases and precision not in failed_load:
+                _free_memory()
+                t0, held = time.monotonic(), resident_bytes(device)
+                try:
+                    bases[precision] = load(precision)
+                except Exception as e:  # e.g. bitsandbytes missing: report it, measure the rest
+                    traceback.print_exc()
+                    failed_load[precision] = f"loading the {precision} base: {type(e).__name__}: {e}"
+                else:
+                    base_bytes[precision] = resident_bytes(device) - held
+                    print(f"{precision} base loaded in {time.monotonic() - t0:.1f} s", flush=True)
+                    warm = Variant("warmup", v.config, "", v.recipe)  # first CUDA/bitsandbytes calls
+                    run_variant(warm, bases[precision], takes[:2], audio, steps=1, device=device, work=work)
+            if precision in failed_load:
+                row = failed_row(v, failed_load[precision])
+            else:
+                others = sum(b for p, b in base_bytes.items() if p != precision)
+                row = run_variant(v, bases[precision], takes, audio, steps=args.steps, device=device,
+                                  work=work, exclude_bytes=others, gpu_cap_bytes=gpu_cap)  # fmt: skip
+            runs[name].append({**row, "round": round_})
+            meta["executed"].append([round_, name])
+            print(f"  round {round_} {name}: {'ok' if row['ok'] else row['error']}", flush=True)
+            write_report(runs, variants, args, meta, started, extra)
+
+        eval_repeats = args.repeats if args.eval_repeats is None else args.eval_repeats
+        if eval_repeats and bases:
+            examples = [t.example for t in eval_takes]
+            extra["eval"] = measure_evaluation(bases, examples, repeats=eval_repeats,
+                                               max_new_tokens=args.max_new_tokens)  # fmt: skip
+        extra["mel_s_per_take"] = measure_features(audio, args.repeats).to_dict()
+        default_precision = by_name["default"].config.precision if "default" in by_name else None
+        if default_precision in bases:
+            model = bases[default_precision][0]
+            enc = measure_encoder(model, [t.example for t in takes], device, args.repeats)
+            extra["encoder_s_per_take"] = enc.to_dict()
+        del bases
+        _free_memory()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    return write_report(rows, variants, args, meta, started, final=True)
+    return write_report(runs, variants, args, meta, started, extra, final=True)
 
 
 def write_report(
-    rows: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
     variants: list[Variant],
     args: argparse.Namespace,
     meta: dict[str, Any],
     started: float,
+    extra: dict[str, Any],
     *,
     final: bool = False,
 ) -> dict[str, Any]:
-    """The JSON (and the table next to it, as .txt) after every variant, so a timeout keeps the rest."""
-    ordered = [rows[v.name] for v in variants if v.name in rows]
-    add_ratios(ordered)
+    """The JSON (and the table next to it, as .txt) after every round, so a timeout keeps the rest."""
+    ordered = [combine(runs[v.name]) for v in variants if runs.get(v.name)]
+    add_ratios(ordered, args.epochs)
+    evals = extra.get("eval", [])
+    default = next((r for r in ordered if r["name"] == "default"), {})
+    mel = _spread(extra["mel_s_per_take"]) if "mel_s_per_take" in extra else None
+    enc = _spread(extra["encoder_s_per_take"]) if "encoder_s_per_take" in extra else None
+    now, one_call = (unit_costs(default, evals, mel, enc, mode) for mode in ("batch8", "one_call"))
+    whole = budgets(now, one_call, args.epochs)
     result = {
         **meta,
         "complete": final,
+        "repeats": args.repeats,
         "variants": ordered,
-        "default_gpu_budget": gpu_budget(rows.get("default", {}), meta["takes"], args.epochs),
+        "rounds": runs,
+        **extra,
+        "whole_run": whole,
         "bench_wall_s": round(time.monotonic() - started, 1),
     }
-    table = format_table(ordered, cpu=meta["machine"]["device"] == "cpu")
-    if b := result["default_gpu_budget"]:
-        table += (
-            f"\n\ndefault, {b['takes']} takes x {b['epochs']} epochs: train {b['train_s']:.1f} s"
-            f" + setup/save {b['setup_and_save_s']:.1f} s"
-            f" + eval {b['eval_before_s']} s before, {b['eval_after_s']} s after"
-            f" = {b['total_s']} s (fits 5 GPU-minutes: {b['fits_5_gpu_minutes']})"
-        )
+    device = meta["machine"]["device"]
+    table = format_table(ordered, cpu=device == "cpu")
+    if evals:
+        table += "\n\n" + format_eval(evals)
+    if mel is not None:
+        table += f"\n\nmel features (CPU): {mel.cell('.4f')} s per take"
+        if enc is not None:
+            table += f"; audio encoder + projector ({device}): {enc.cell('.4f')} s per take"
+    titles = {
+        "now": "as the app runs now: features in the first GPU slice, every held-out take in batches of 8",
+        "one_call_eval_cap64": "eval in one generate call on at most 64 held-out takes, features on the CPU",
+    }
+    for key, title in titles.items():
+        if key in whole:
+            table += f"\n\nwhole run, {args.epochs} epochs, seconds ({title}):\n" + format_budget(whole[key])
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-        args.out.with_suffix(".txt").write_text(f"{meta['model']} on {meta['machine']['device']}\n{table}\n")
+        head = (
+            f"{meta['model']} on {device}, {args.repeats} interleaved rounds, order {','.join(meta['order'])}"
+        )
+        args.out.with_suffix(".txt").write_text(f"{head}\n{table}\n")
     if final:
         print(f"\n{table}\n\n{text}")
     return result

@@ -23,6 +23,7 @@ from voxspace.devtools.synthetic_takes import (
     prompt_ids,
     synthetic_examples,
 )
+from voxspace.devtools.voxfactory import VOXFACTORY
 from voxspace.errors import BadHyperparameter
 from voxspace.layout import read_folder
 from voxspace.model import attach_lora, audio_module_names, detach_lora
@@ -45,14 +46,27 @@ def lora_names(model) -> list[str]:
 
 
 def test_variants_configure_what_they_claim(bench):
-    variants = {v.name: v.config for v in bench.build_variants(epochs=5)}
-    default, up = TrainConfig(epochs=5), variants["upstream"]
-    assert variants["default"] == default
-    assert (up.precision, up.batch_size, up.grad_accum) == ("bf16", 2, 4)
-    assert not (up.encoder_cache or up.length_batching or up.label_logits_only)
-    assert up.lora_targets == "attention_everywhere" and up.rank == default.rank
-    for name, config in variants.items():
+    variants = {v.name: v for v in bench.build_variants(epochs=5)}
+    default, up = TrainConfig(epochs=5), variants["upstream"].config
+    assert variants["default"].config == default
+    # VoxFactory's scripts/train_lora.py as written: every field it sets, nothing else changed
+    assert variants["upstream"].recipe == "voxfactory"
+    assert up == replace(default, **VOXFACTORY)
+    assert (up.precision, up.batch_size, up.grad_accum, up.rank, up.alpha, up.dropout) == (
+        "bf16",
+        2,
+        4,
+        8,
+        32,
+        0.0,
+    )
+    assert not (up.encoder_cache or up.length_batching or up.label_logits_only or up.auto_batch)
+    assert up.lora_targets == "attention_everywhere"
+    for name, v in variants.items():
+        config = v.config
         config.validate()  # every variant is a configuration the engine accepts
+        if name != "upstream":
+            assert v.recipe == "voxspace"
         if name.startswith("-") and name != "-lm_only_lora":
             changed = {
                 f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)
@@ -61,9 +75,28 @@ def test_variants_configure_what_they_claim(bench):
             fixed_2x4 = {"batch_size", "grad_accum", "auto_batch"}
             assert changed == ({"precision"} if lever == "8bit" else
                                fixed_2x4 if lever == "batch_4x1" else {lever})  # fmt: skip
-    assert variants["+grad_ckpt"].gradient_checkpointing
-    fit = variants["+fit_2x4"]
+    assert variants["+grad_ckpt"].config.gradient_checkpointing
+    fit = variants["+fit_2x4"].config
     assert fit.auto_batch and fit.batch_size * fit.grad_accum == 8 and not up.auto_batch
+
+
+def test_variants_run_in_the_order_asked(bench):
+    variants = bench.build_variants()
+    picked = bench.select_variants(variants, "-encoder_cache,default,upstream")
+    assert [v.name for v in picked] == ["-encoder_cache", "default", "upstream"]
+    assert bench.select_variants(variants, None) == variants
+    with pytest.raises(ValueError, match="unknown variant"):
+        bench.select_variants(variants, "default,-turbo")
+    with pytest.raises(ValueError, match="twice"):
+        bench.select_variants(variants, "default,default")
+
+
+def test_bench_refuses_an_unknown_variant_before_loading_anything():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "train_speed.py"), "--variants", "default,-turbo"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown variant(s) -turbo" in proc.stderr
 
 
 def test_upstream_lora_reaches_the_audio_encoder_and_the_default_does_not(bench, base):
@@ -147,35 +180,55 @@ def test_closing_a_run_turns_gradient_checkpointing_off_on_the_shared_base(tmp_p
     assert not trainer.close().is_activation_checkpointing
 
 
-def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
+def _run_bench(tmp_path, *extra: str) -> tuple[dict, Path]:
     out = tmp_path / "speed.json"
     args = ["--steps", "1", "--takes", "2", "--eval-takes", "1", "--max-new-tokens", "2", "--synthetic",
-            "--threads", "2", "--out", str(out)]  # fmt: skip
+            "--threads", "2", "--out", str(out), *extra]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "train_speed.py"), *args],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout[proc.stdout.index("\n{") :])
     assert printed == json.loads(out.read_text())
+    return printed, out
+
+
+def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
+    printed, out = _run_bench(tmp_path, "--repeats", "1")
     # on a CPU every variant runs in fp32 (bf16 is emulated there), so "-8bit" has nothing to measure
     variants = bench.build_variants(encoder_layers=bench.TINY_LAYERS)  # the tiny model the bench builds
     expected = [v.name for v in variants if v.name not in bench.GPU_ONLY]
-    assert printed["complete"] and [r["name"] for r in printed["variants"]] == expected
+    assert printed["complete"] and printed["order"] == expected
+    assert [r["name"] for r in printed["variants"]] == [expected[0], "upstream@3ep", *expected[1:]]
     assert {r["config"]["precision"] for r in printed["variants"]} == {"fp32"}
     for row in printed["variants"]:
         assert row["ok"], row
-        assert row["takes_per_s"] > 0 and row["peak_mb"] > 0 and len(row["slices"]) == 2
-        assert all(0 < s["step_share"] <= 1 for s in row["slices"])
+        assert row["takes_per_s"] > 0 and row["peak_mib"] > 0 and row["rounds_ok"] == 1
+        assert all(0 < s <= 1 for s in row["step_share"])
         assert row["vs_upstream"]["run"] > 0
-    assert printed["variants"][0]["vs_upstream"] == {"takes_per_s": 1.0, "run": 1.0, "peak_mem": 1.0}
-    assert set(printed["default_gpu_budget"]) >= {
-        "total_s",
-        "eval_before_s",
-        "eval_after_s",
-        "fits_5_gpu_minutes",
-    }
-    assert "upstream" in out.with_suffix(".txt").read_text()
+    up, shipped = printed["variants"][:2]
+    assert up["vs_upstream"] == {"takes_per_s": 1.0, "run": 1.0, "peak_mem": 1.0}
+    assert shipped["config"]["epochs"] == 3 and shipped["projected_run_s"] < up["projected_run_s"]
+    assert {r["name"] for r in printed["eval"]} == {"fp32/batch8", "fp32/one_call"}
+    assert all(r["ok"] and r["before_s"]["median"] > 0 for r in printed["eval"])
+    now = printed["whole_run"]["now"]
+    assert [b["takes"] for b in now] == [50, 500, 5000] and all(b["gpu_s"] > 0 for b in now)
+    table = out.with_suffix(".txt").read_text()
+    assert "upstream@3ep" in table and "peak MiB" in table and "whole run" in table
+
+
+def test_bench_interleaves_rounds_in_the_order_asked_and_reports_the_spread(tmp_path, bench):
+    printed, _ = _run_bench(
+        tmp_path, "--repeats", "2", "--variants", "default,upstream", "--eval-repeats", "0"
+    )
+    assert printed["executed"] == [[0, "default"], [0, "upstream"], [1, "upstream"], [1, "default"]]
+    assert [r["name"] for r in printed["variants"]] == ["default", "upstream", "upstream@3ep"]
+    for row in printed["variants"]:
+        s = row["spread"]["s_per_step"]
+        assert row["rounds_ok"] == s["n"] == 2 and s["low"] <= row["s_per_step"] <= s["high"]
+    assert [r["round"] for r in printed["rounds"]["default"]] == [0, 1]
+    assert "eval" not in printed and printed["whole_run"] == {}  # no evaluation timed: no budget
 
 
 def test_the_int8_cast_warning_is_logged_once_not_on_every_matmul(tiny_voxtral_dir, caplog):
@@ -202,3 +255,21 @@ def test_encoder_option_rows_configure_what_they_claim(bench, layers, rows):
     everything = variants["+adapt_enc_all_nocache"].validate()
     assert everything == replace(default, adapt_encoder=layers, encoder_cache=False)
     assert len([n for n in variants if n.startswith("+adapt_enc_")]) == len(rows) + 1
+
+
+def test_a_capped_card_reports_the_cap_to_the_pass_fitter(bench, monkeypatch):
+    # seam: torch.cuda's counters (no GPU here); 80 GiB free on the real card, 10 GiB allocated
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * gib, 140 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 12 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10 * gib)
+
+    class Props:
+        total_memory = 140 * gib
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: Props())
+    capped = bench.CappedCudaMemory("cuda:0", 48 * gib)
+    assert capped.total_bytes() == 48 * gib
+    assert capped.free_bytes() == 38 * gib  # the cap less what is allocated, not the card's 82 GiB
+    roomy = bench.CappedCudaMemory("cuda:0", 200 * gib)
+    assert roomy.total_bytes() == 140 * gib and roomy.free_bytes() == 82 * gib
