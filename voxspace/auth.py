@@ -18,7 +18,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from voxspace.hub import as_user_error, hub_api
+from voxspace.hub import as_user_error, hub_api, with_retry
 from voxspace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,17 @@ def local_token() -> str | None:
 def whoami_username(token: str, settings: Settings) -> str:
     """The username a token belongs to, asked once per (endpoint, token) and cached in memory.
 
-    Raises AuthError when the Hub refuses the token, HubError when it cannot be reached.
+    Raises AuthError when the Hub refuses the token, HubError when it still cannot be reached after
+    a few tries (hub.with_retry).
     """
     key = (settings.hub_endpoint, _fingerprint(token))
     with _whoami_lock:
         if key in _whoami_cache:
             return _whoami_cache[key]
     try:
-        info = hub_api(Identity(None, token, "local"), settings).whoami()
+        api = hub_api(Identity(None, token, "local"), settings)
+        # One 429 or 503 must not end the sign-in check: a few tries with backoff first.
+        info = with_retry(api.whoami, what="check who you are on Hugging Face")
     except Exception as e:
         raise as_user_error(e, action="check who you are on Hugging Face") from e
     username = info["name"]

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
+T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$")
 
 
@@ -102,15 +103,15 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-def rate_limited(exc: BaseException, *, action: str, repo_id: str | None = None) -> RateLimited | None:
-    """A RateLimited error for a 429 (None for anything else), saying when it may be tried again."""
+def rate_limited(exc: BaseException, *, action: str) -> RateLimited | None:
+    """A RateLimited error for a 429 (None for anything else): what was refused (`action`, e.g.
+    "save to alice/x") and when it may be tried again."""
     response = exc.response if isinstance(exc, HfHubHTTPError) else None
     if response is None or response.status_code != 429:
         return None
     wait = retry_after_s(exc)
-    when = f" in about {_duration(wait)}" if wait else " in a while"
-    where = f" {repo_id}" if repo_id else ""
-    return RateLimited(f"The Hub limits how often{where} can change; we {action}{when}.",
+    when = f" in about {_duration(wait)}" if wait else " in a few minutes"
+    return RateLimited(f"The Hub asked for fewer requests, so we could not {action} now. Try again{when}.",
                        retry_after_s=wait or 0.0, detail=f"HTTP 429, Retry-After {wait}")
 
 
@@ -122,8 +123,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def as_user_error(exc: BaseException, *, action: str, repo_id: str | None = None) -> VoxSpaceError:
-    """Turn a client exception into a typed error whose message a person can act on."""
+def as_user_error(exc: BaseException, *, action: str, repo_id: str | None = None,
+                  retrying: bool = False) -> VoxSpaceError:
+    """Turn a client exception into a typed error whose message a person can act on. `retrying`:
+    the caller really tries again by itself (only then does the sentence say so)."""
     if isinstance(exc, VoxSpaceError):
         return exc
     where = f" {repo_id}" if repo_id else ""
@@ -140,8 +143,8 @@ def as_user_error(exc: BaseException, *, action: str, repo_id: str | None = None
         return HubError(f"Could not {action}{where}: the repository was not found (or is private to "
                         "someone else).", detail=detail)
     if is_retryable(exc):
-        return HubError(f"Could not {action}{where} yet: the Hub is not answering. It will be retried.",
-                        detail=detail)
+        then = "It will be retried." if retrying else "Try again in a minute."
+        return HubError(f"Could not {action}{where} yet: the Hub is not answering. {then}", detail=detail)
     return HubError(f"Could not {action}{where}: the Hub refused it.", detail=detail)
 
 
@@ -166,7 +169,7 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
             return api.create_commit(repo_id, [_fresh(op) for op in operations],
                                      commit_message=commit_message, repo_type=repo_type)
         except Exception as e:
-            limited = rate_limited(e, action="try again", repo_id=repo_id)
+            limited = rate_limited(e, action=f"save to {repo_id}")
             if limited is not None and (attempt == attempts or limited.retry_after_s > max_delay_s):
                 raise limited from e
             if attempt == attempts or not is_retryable(e):
@@ -176,6 +179,29 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
                 delay = max(delay, limited.retry_after_s)
             log.warning("commit to %s failed (%s, try %d/%d); retrying in %.1f s",
                         repo_id, type(e).__name__, attempt, attempts, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def with_retry(call: Callable[[], T], *, what: str, attempts: int = 4, base_delay_s: float = 1.0,
+               max_delay_s: float = 8.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`call()` (an idempotent Hub request: whoami, repo info, a listing), tried again on 429/5xx and
+    network errors with exponential backoff; a 429's Retry-After is honoured when it fits under
+    `max_delay_s` × 4, and a longer one raises RateLimited. Other errors raise at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as e:
+            limited = rate_limited(e, action=what)
+            if limited is not None and limited.retry_after_s > 4 * max_delay_s:
+                raise limited from e
+            if attempt == attempts or not is_retryable(e):
+                raise
+            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
+            if limited is not None:
+                delay = max(delay, limited.retry_after_s)
+            log.warning("could not %s (%s, try %d/%d); retrying in %.1f s", what, type(e).__name__, attempt,
+                        attempts, delay)
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -209,7 +235,7 @@ def ensure_private_repo(api: HfApi, repo_id: str, *, repo_type: str = "dataset",
     An existing repo is left as its owner set it (we never flip a public repo to private or back).
     """
     try:
-        api.repo_info(repo_id, repo_type=repo_type)
+        with_retry(lambda: api.repo_info(repo_id, repo_type=repo_type), what=f"read {repo_id}")
         return False
     except HfHubHTTPError as e:
         if e.response is None or e.response.status_code != 404:

@@ -89,6 +89,7 @@ class StoreStats:
     location: str  # where the takes are: a repo id or a folder
     next_push_s: float | None = None  # seconds until pending takes go up (None: nothing waiting)
     pushed_by_pid: int | None = None  # another process owns this spool and pushes these takes
+    notice: str | None = None  # something the person should know that is not a failure
 
 
 def local_folder(settings: Settings) -> Path:
@@ -196,6 +197,8 @@ class TakeStore:
         self._resumed = self.local_only
         self._repo_ready = False
         self._last_error: str | None = None
+        self._notice: str | None = None
+        self._known_once = False  # this store saw its repo exist: re-creating it is worth a sentence
         self._closed = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -354,7 +357,8 @@ class TakeStore:
                 repo_id=self.repo_id, local_only=self.local_only,
                 location=str(self.root) if self.local_only else self.repo_id,
                 next_push_s=round(self._due_in_s(), 1) if self._spooled and self.is_pusher else None,
-                pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid())
+                pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid(),
+                notice=self._notice)
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every spooled take is on the Hub; False if some are still pending."""
@@ -373,7 +377,7 @@ class TakeStore:
         try:
             self._resume()
         except Exception as e:  # the Hub is down at sign-in: record, retry before the first push
-            err = as_user_error(e, action="read your recordings from", repo_id=self.repo_id)
+            err = as_user_error(e, action="read your recordings from", repo_id=self.repo_id, retrying=True)
             self._last_error = err.user_message
             log.warning("resume of %s failed: %s", self.repo_id, err)
 
@@ -392,8 +396,9 @@ class TakeStore:
             info = api.dataset_info(self.repo_id)
         except RepositoryNotFoundError as e:
             if e.response is not None and e.response.status_code == 404:
-                with self._lock:
-                    self._resumed = True
+                with self._lock:  # no repo (yet, or any more): nothing of this person is on the Hub
+                    self._known, self._card_text = {}, None
+                    self._resumed, self._repo_ready = True, False
                 return
             raise
         paths = {s.rfilename for s in info.siblings or []}
@@ -421,7 +426,7 @@ class TakeStore:
                 if take_id in self._spooled and self.is_pusher:
                     self._drop_from_spool(self._spooled.pop(take_id))
             self._card_text = found.get("README.md")
-            self._resumed = self._repo_ready = True
+            self._resumed = self._repo_ready = self._known_once = True
             self._changed.notify_all()
         log.info("resumed %s: %d takes on the Hub, %d pending here", self.repo_id, len(known),
                  len(self._spooled))
@@ -466,13 +471,17 @@ class TakeStore:
 
     def _push_once(self) -> None:
         from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.errors import RepositoryNotFoundError
 
         if not self._resumed:
             self._resume()
         api = hub_api(self._identity, self.settings)
         if not self._repo_ready:
-            ensure_private_repo(api, self.repo_id, repo_type="dataset")
+            created = ensure_private_repo(api, self.repo_id, repo_type="dataset")
             self._repo_ready = True
+            if created and self._known_once:
+                self._notice = (f"Your dataset repo {self.repo_id} was gone from the Hub (deleted?), so it "
+                                "was created again, private, and your waiting takes were pushed to it.")
         per_commit = max(1, (self.settings.commit_budget.max_files_per_commit - 1) // 2)  # wav + row; card
         with self._lock:
             batch = sorted(self._spooled.values(), key=lambda t: t.seq)[:per_commit]
@@ -489,8 +498,13 @@ class TakeStore:
         try:
             commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
                               base_delay_s=min(1.0, cap), max_delay_s=cap)
+        except RepositoryNotFoundError:  # deleted while we ran: read it again (gone), then re-create
+            with self._lock:
+                self._resumed = self._repo_ready = False
+            raise
         finally:
             self._budget.spent()  # a failed try may have landed too (its answer lost)
+        self._known_once = True
         with critical(self._critical), self._lock:  # a save's refresh sees all of it or none
             self._write_ledger(batch)
             self._card_text = card
@@ -526,7 +540,7 @@ class TakeStore:
                 self._push_once()
                 failures, self._retry_at = 0, 0.0
             except Exception as e:
-                err = as_user_error(e, action="save your takes to", repo_id=self.repo_id)
+                err = as_user_error(e, action="save your takes to", repo_id=self.repo_id, retrying=True)
                 if isinstance(err, RateLimited):
                     self._budget.rate_limited(err.retry_after_s)
                     err = RateLimited(_waiting_sentence(err.retry_after_s), retry_after_s=err.retry_after_s,

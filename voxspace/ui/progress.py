@@ -49,7 +49,7 @@ def hub_line(pending: int, last_error: str | None, repo_id: str | None,
 
 
 def progress_html(*, takes: int, minutes: float, pending: int, last_error: str | None,
-                  repo_id: str | None, next_push_s: float | None = None) -> str:
+                  repo_id: str | None, next_push_s: float | None = None, notice: str | None = None) -> str:
     share = min(1.0, takes / MILESTONES[0][0]) if takes < MILESTONES[0][0] else min(
         1.0, takes / MILESTONES[-1][0])
     goal = next((g for g, _ in MILESTONES if takes < g), MILESTONES[-1][0])
@@ -61,7 +61,8 @@ def progress_html(*, takes: int, minutes: float, pending: int, last_error: str |
         f"{share:.0%}</progress>"
         f'<p class="vx-milestone">{escape(milestone_line(takes))}</p>'
         f'<p class="vx-hub">{hub_line(pending, last_error, repo_id, next_push_s)}</p>'
-        "</div>"
+        + (f'<p class="vx-notice"><span aria-hidden="true">ℹ</span> {escape(notice)}</p>' if notice else "")
+        + "</div>"
     )
 
 

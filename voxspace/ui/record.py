@@ -60,7 +60,8 @@ def _progress(sess: Session) -> str:
         return progress_html(takes=0, minutes=0.0, pending=0, last_error=None, repo_id=None)
     st = sess.store.stats()
     return progress_html(takes=st.takes, minutes=st.minutes, pending=st.pending,
-                         last_error=st.last_error, repo_id=sess.store.repo_id, next_push_s=st.next_push_s)
+                         last_error=st.last_error, repo_id=sess.store.repo_id, next_push_s=st.next_push_s,
+                         notice=st.notice)
 
 
 def _phrase(sess: Session) -> str:
