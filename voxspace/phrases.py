@@ -50,6 +50,19 @@ def _read_list(language: str) -> tuple[Phrase, ...]:
                  for n, line in enumerate(text.splitlines(), start=1) if line.strip())
 
 
+def reading_order(language: str) -> list[Phrase]:
+    """The bundled list as it is offered: the phoneme-balanced starter set first (voxspace.phonemes),
+    then the rest in file order. Ids are unchanged, so takes already recorded keep their phrase."""
+    from voxspace.phonemes import starter_ids
+
+    phrases = bundled(language)
+    first = starter_ids(language)
+    by_id = {p.phrase_id: p for p in phrases}
+    head = [by_id[i] for i in first if i in by_id]
+    chosen = {p.phrase_id for p in head}
+    return head + [p for p in phrases if p.phrase_id not in chosen]
+
+
 def _clean(line: str) -> str:
     return re.sub(r"\s+", " ", line).strip()
 

@@ -41,7 +41,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 gr.LoginButton("Sign in with Hugging Face", elem_id="login-btn", scale=0, min_width=260)
         status = gr.Markdown("Loading…", elem_id="identity-status")
         with gr.Tabs(elem_id="vx-tabs"):
-            with gr.Tab("Record", id="record", elem_id="tab-record"):
+            with gr.Tab("Record", id="record", elem_id="tab-record") as record_tab:
                 rec = record.build(session)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
                 train_view = train.build(session)
@@ -50,6 +50,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         train_tab.select(train.on_open, train_view.open_inputs, train_view.open_outputs,
                          show_progress="hidden")
         publish_tab.select(publish.refresh_runs, [session], [runs], show_progress="hidden")
+        next_up = rec.suggestions
+        record_tab.select(next_up.refresh, next_up.inputs, next_up.outputs, show_progress="hidden")
 
         def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:
             sess = start_session(settings, profile=profile, token=token)
@@ -57,7 +59,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 
         demo.load(_start, inputs=None, outputs=[session, status], show_progress="hidden").then(
             rec.on_load, rec.load_inputs, rec.load_outputs, show_progress="hidden").then(
-            None, rec.load_js_inputs, None, js=rec.load_js)
+            None, rec.load_js_inputs, None, js=rec.load_js).then(
+            next_up.refresh, next_up.inputs, next_up.outputs, show_progress="hidden")
     return demo
 
 

@@ -15,7 +15,7 @@ import gradio as gr
 from voxspace import audio
 from voxspace.errors import BadAudio, VoxSpaceError
 from voxspace.settings import LANGUAGES
-from voxspace.ui import bulk, handsfree
+from voxspace.ui import bulk, handsfree, suggestions
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
 
@@ -53,6 +53,7 @@ class RecordTab:
     load_outputs: list
     load_js_inputs: list
     load_js: str
+    suggestions: suggestions.SuggestionsPanel | None = None  # refreshed whenever the tab is shown
 
 
 def _progress(sess: Session) -> str:
@@ -146,6 +147,7 @@ def build(session: gr.State) -> RecordTab:
     status = gr.HTML(status_html("info", "Loading…"), elem_id="take-status")
     progress = gr.HTML("", elem_id="progress")
     timer = gr.Timer(2.0)
+    next_up = suggestions.build(session, on_queued=(refresh, [session, language], [phrase, progress, status]))
     handsfree.build(session, toggle=hf_on, outputs_after_save=(status, phrase, progress, take_audio),
                     save_take=save_take)
     gr.HTML(SHORTCUTS_HTML, elem_id="shortcuts-help")
@@ -198,4 +200,5 @@ def build(session: gr.State) -> RecordTab:
     return RecordTab(on_load=on_load, load_inputs=[session, prefs],
                      load_outputs=[language, size, keys_on, phrase, progress, status],
                      load_js_inputs=[size, keys_on],
-                     load_js="(size, keys) => { window.voxspace && voxspace.restore(size, keys); }")
+                     load_js="(size, keys) => { window.voxspace && voxspace.restore(size, keys); }",
+                     suggestions=next_up)

@@ -29,6 +29,7 @@ class Session:
     store: TakeStore | None  # None in a Space until the visitor signs in: no shared anonymous folder
     language: str = "en"
     custom: list[phrases.Phrase] = field(default_factory=list)  # the visitor's own phrases, if any
+    suggested: list[phrases.Phrase] = field(default_factory=list)  # "Record more like these", first in line
     skipped: set[str] = field(default_factory=set)
     current: phrases.Phrase | None = None
     spoken_s_since_rest: float = 0.0  # drives the rest reminder
@@ -42,7 +43,11 @@ class Session:
         return self.store is not None
 
     def phrase_list(self) -> list[phrases.Phrase]:
-        return self.custom if self.custom else phrases.bundled(self.language)
+        base = self.custom if self.custom else phrases.reading_order(self.language)
+        if not self.suggested:
+            return base
+        first = {p.phrase_id for p in self.suggested}
+        return [*self.suggested, *(p for p in base if p.phrase_id not in first)]
 
     def advance(self, done_ids: set[str]) -> phrases.Phrase | None:
         self.current = phrases.next_phrase(self.phrase_list(), done_ids, self.skipped)
