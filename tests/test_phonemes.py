@@ -92,3 +92,9 @@ def test_the_selection_prefers_short_lines_with_missing_sounds_and_stops_when_co
     counts = Counter(p for i in chosen for p in per_line[i])
     assert all(counts[p] >= 2 for p in "abcd")
     assert balanced_selection(per_line, {"z"}, repeats=1) == []  # a sound no line has: nothing to add
+
+
+def test_many_lines_in_one_call_pair_up_with_one_line_at_a_time():
+    lines = ["Good morning, how did you sleep?", "Fine. And you?", "...", "Measure it; then stop!"]
+    assert phonemes_of_lines(lines, "en") == [phonemes(line, "en") for line in lines]
+    assert phonemes_of_lines(lines, "en")[2] == []

@@ -18,6 +18,7 @@ import functools
 import json
 import shutil
 import subprocess
+import unicodedata
 from collections import Counter
 from importlib import resources
 
@@ -41,24 +42,19 @@ def _espeak() -> str:
 
 def phonemes(text: str, language: str) -> list[str]:
     """The phonemes espeak-ng reads in `text` (its own phoneme names, stress marks removed)."""
-    if language not in LANGUAGES:
-        raise BadInput(f"Unsupported language {language!r}. Choose one of: {', '.join(LANGUAGES)}.")
-    out = subprocess.run(
-        [_espeak(), "-q", "-x", "--sep=_", "-v", language],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return _tokens(out)
+    return phonemes_of_lines([text], language)[0]
 
 
 def phonemes_of_lines(lines: list[str], language: str) -> list[list[str]]:
-    """phonemes() of many lines in one espeak-ng call (one output line per input line)."""
+    """phonemes() of many lines in one espeak-ng call.
+
+    espeak-ng starts a new output line at every clause (commas, full stops, question marks), so
+    punctuation is read as a space: then each input line, a paragraph of its own, gives exactly
+    one output line.
+    """
     if language not in LANGUAGES:
         raise BadInput(f"Unsupported language {language!r}. Choose one of: {', '.join(LANGUAGES)}.")
-    # each line is its own paragraph, so espeak-ng answers each on its own line
-    text = "\n\n".join(line.replace("\n", " ") for line in lines)
+    text = "\n\n".join(_without_punctuation(line) for line in lines)
     out = subprocess.run(
         [_espeak(), "-q", "-x", "--sep=_", "-v", language],
         input=text,
@@ -67,9 +63,21 @@ def phonemes_of_lines(lines: list[str], language: str) -> list[list[str]]:
         check=True,
     ).stdout
     answered = [line for line in out.splitlines() if line.strip()]
-    if len(answered) != len(lines):  # a line espeak split in two: ask for each line alone
+    empty = [i for i, line in enumerate(lines) if not _without_punctuation(line).strip()]
+    if empty or len(answered) != len(lines):  # cannot pair them up: ask for each line alone
+        if len(lines) == 1:
+            return [_tokens(out)]
         return [phonemes(line, language) for line in lines]
     return [_tokens(line) for line in answered]
+
+
+def _without_punctuation(text: str) -> str:
+    """Punctuation (Unicode category P*) as spaces; apostrophes and hyphens inside words stay."""
+    keep = "'’-"
+    return "".join(
+        " " if unicodedata.category(c).startswith("P") and c not in keep else c
+        for c in text.replace("\n", " ")
+    )
 
 
 def _tokens(espeak_output: str) -> list[str]:
