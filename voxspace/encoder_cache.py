@@ -2,9 +2,11 @@
 
 The audio tower and projector carry no LoRA and no gradient, and a take's audio never changes, so
 their output is a pure function of the take. We keep it (in memory up to `max_bytes`, beyond that
-in files under `spill_dir`) and build `inputs_embeds` exactly as VoxtralModel.forward does: token
-embeddings with the [AUDIO] positions replaced by the audio embeddings (masked_scatter). The
-language model then sees bit-for-bit the same input (tests/test_train.py checks the loss).
+in files under `spill_dir`; with `write_through`, always on disk too, so that the next ZeroGPU call,
+a fresh process, does not run the encoder again) and build `inputs_embeds` exactly as
+VoxtralModel.forward does: token embeddings with the [AUDIO] positions replaced by the audio
+embeddings (masked_scatter). The language model then sees bit-for-bit the same input
+(tests/test_train.py checks the loss).
 
 With the encoder option (LoRA on the top N encoder layers and the projector, issue 15) the same idea
 works one level down: what is cached is the output of the frozen layers below the adapted ones, and
@@ -79,9 +81,18 @@ def embeds_from_hidden(model: Any, hidden: torch.Tensor, start: int) -> torch.Te
 class EncoderCache:
     """Audio embeddings per take id, bounded in memory, spilled to disk beyond the bound."""
 
-    def __init__(self, *, max_bytes: int = 512 * 2**20, spill_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 512 * 2**20,
+        spill_dir: str | Path | None = None,
+        write_through: bool = False,
+    ) -> None:
+        """`write_through`: every new embedding also goes to `spill_dir` at once, for a process whose
+        memory is thrown away after each call (a ZeroGPU worker): the next one reads it from disk."""
         self.max_bytes = max_bytes
         self.spill_dir = Path(spill_dir) if spill_dir else None
+        self.write_through = write_through and self.spill_dir is not None
         self._memory: dict[str, torch.Tensor] = {}
         self._bytes = 0
         self.hits = 0
@@ -109,10 +120,11 @@ class EncoderCache:
         else:
             embeds = frozen_hidden(model, input_features, level)
         size = embeds.numel() * embeds.element_size()
-        if self._bytes + size <= self.max_bytes:
+        in_memory = self._bytes + size <= self.max_bytes
+        if in_memory:
             self._memory[key] = embeds
             self._bytes += size
-        elif spill is not None:
+        if spill is not None and (self.write_through or not in_memory):
             spill.parent.mkdir(parents=True, exist_ok=True)
             tmp = spill.with_suffix(".tmp")
             torch.save(embeds.cpu(), tmp)

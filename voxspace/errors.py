@@ -15,6 +15,17 @@ class VoxSpaceError(Exception):
         self.user_message = user_message
         self.detail = detail
 
+    def __reduce__(self) -> tuple:
+        """Pickle with every attribute: a typed error must cross ZeroGPU's process boundary whole."""
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[VoxSpaceError], args: tuple, state: dict) -> VoxSpaceError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 # --- input the user gave us -------------------------------------------------------------------
 class BadInput(VoxSpaceError):
@@ -116,6 +127,14 @@ class NaNLoss(TrainError):
 
 class TakesChanged(TrainError):
     """A run's pinned takes are gone or differ from what it was started on (voxspace.pinning)."""
+
+
+class GpuUnavailable(TrainError):
+    """ZeroGPU had no GPU to give (none free, the queue timed out, or the session expired)."""
+
+
+class SpaceGpuLimit(QuotaExceeded):
+    """ZeroGPU charged the call to the Space, not to a visitor, and the Space's allowance is used up."""
 
 
 class Busy(TrainError):

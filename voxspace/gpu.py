@@ -16,10 +16,12 @@ returns, because the worker's memory is thrown away. The base model is loaded on
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +29,26 @@ from typing import Any
 
 import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace.errors import Busy, QuotaExceeded, SliceTimeout, TrainError, VoxSpaceError
+from voxspace.errors import (
+    BadHyperparameter,
+    Busy,
+    GpuUnavailable,
+    OutOfGPUMemory,
+    QuotaExceeded,
+    SliceTimeout,
+    SpaceGpuLimit,
+    TrainError,
+    VoxSpaceError,
+)
 from voxspace.model import ModelConfig, load_base
 from voxspace.train import one_step_budget
 
 log = logging.getLogger(__name__)
 FIRST_SLICE_OVERHEAD_S = 20.0  # worker start + LoRA attach + checkpoint, before we have measured it
+# On ZeroGPU one base model, loaded at start-up, serves every run and evaluation. bf16: 8-bit weights
+# (bitsandbytes Int8Params) have not been shown to survive spaces' pack to disk and move to the GPU
+# (bench/zerogpu_check.sh checks it where a GPU is lent), so 8-bit is refused there until they have.
+ZEROGPU_PRECISION = "bf16"
 
 
 # --- hardware -------------------------------------------------------------------------------------
@@ -71,19 +87,119 @@ _BASE_LOCK = threading.Lock()
 
 
 def preload_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
-    """(model, processor) for `model_cfg`, loaded on first use and kept for every later run and slice."""
+    """(model, processor) for `model_cfg`, loaded on first use and kept for every later run and slice.
+
+    On ZeroGPU only the main thread may load (spaces emulates CUDA there alone, and what it loads
+    before launch() is what every GPU call gets): elsewhere a base not loaded at start-up is an error.
+    """
     key = (model_cfg.base_model, model_cfg.precision)
     with _BASE_LOCK:
         if key not in _BASE:
+            in_main = threading.current_thread() is threading.main_thread()
+            if detect_hardware().kind == "zerogpu" and not in_main:
+                raise TrainError(
+                    "On ZeroGPU the base model is loaded once, when the Space starts, in "
+                    f"{ZEROGPU_PRECISION}; this run asks for {model_cfg.base_model} "
+                    f"in {model_cfg.precision}. "
+                    f"Choose {ZEROGPU_PRECISION}, or restart the Space with VOXSPACE_BASE_MODEL set to it.",
+                    detail=f"loaded: {sorted(_BASE)}",
+                )
             _BASE.clear()  # one base at a time: a second would not fit next to the first on a GPU
+            started = time.monotonic()
             _BASE[key] = load_base(model_cfg)
+            log.info(
+                "base model %s (%s) loaded in %.1f s (process %d, thread %s)",
+                *key,
+                time.monotonic() - started,
+                os.getpid(),
+                threading.current_thread().name,
+            )
         return _BASE[key]
+
+
+def base_loaded(model_cfg: ModelConfig) -> bool:
+    return (model_cfg.base_model, model_cfg.precision) in _BASE
+
+
+def check_precision(precision: str, hardware: Hardware | None = None) -> None:
+    """Refuse, before anything is spent, a precision the shared ZeroGPU base is not loaded in."""
+    hardware = hardware or detect_hardware()
+    if hardware.kind == "zerogpu" and precision != ZEROGPU_PRECISION:
+        raise BadHyperparameter(
+            f"On ZeroGPU the base model is loaded once at start-up in {ZEROGPU_PRECISION} and shared by "
+            f"every run; {precision} is not available there (8-bit weights are not yet verified through "
+            f"ZeroGPU's move to the GPU). Choose {ZEROGPU_PRECISION} under Advanced settings."
+        )
+
+
+def default_precision(hardware: Hardware | None = None) -> str | None:
+    """The precision a new run should default to here: None means TrainConfig's own default."""
+    hardware = hardware or detect_hardware()
+    return ZEROGPU_PRECISION if hardware.kind == "zerogpu" else None
+
+
+def load_base_at_startup(base_model: str) -> tuple[Any, Any] | None:
+    """On ZeroGPU: load the shared base now, in the main thread, before the app's launch().
+
+    Call it from the Space's entry point; elsewhere it does nothing (a run loads its base on first use).
+    """
+    if detect_hardware().kind != "zerogpu":
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("load_base_at_startup must run in the main thread, where spaces emulates CUDA")
+    return preload_base(ModelConfig(base_model, precision=ZEROGPU_PRECISION))
 
 
 def _return_base(model_cfg: ModelConfig, model: Any) -> None:
     key = (model_cfg.base_model, model_cfg.precision)
     if key in _BASE:
         _BASE[key] = (model, _BASE[key][1])
+
+
+# --- GPU calls that keep VoxSpace's error contract ------------------------------------------------
+@dataclass(frozen=True)
+class Raised:
+    """A typed error raised inside a GPU call, carried back as the call's result. ZeroGPU's worker
+    would turn it into gr.Error("ZeroGPU worker error", <class name>) and lose its sentence."""
+
+    error: VoxSpaceError
+
+
+def gpu_task(duration: Callable[..., int]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`@spaces.GPU(duration=...)`, plus: a VoxSpaceError raised inside reaches the caller as itself,
+    and ZeroGPU's own refusals (quota, no GPU, ...) become typed errors with their sentence.
+
+    The same code path runs everywhere; outside ZeroGPU spaces.GPU returns the function unchanged.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def inside(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except VoxSpaceError as e:
+                log.info("%s in a GPU call: %s", type(e).__name__, e)
+                return Raised(e)
+
+        on_gpu = spaces.GPU(duration=duration)(inside)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = on_gpu(*args, **kwargs)
+            except VoxSpaceError:
+                raise
+            except Exception as e:
+                if (typed := zerogpu_error(e)) is not None:
+                    raise typed from e
+                raise
+            if isinstance(result, Raised):
+                raise result.error
+            return result
+
+        return call
+
+    return decorate
 
 
 # --- ZeroGPU slices ---------------------------------------------------------------------------------
@@ -129,7 +245,7 @@ def _slice_duration(
     return duration_s
 
 
-@spaces.GPU(duration=_slice_duration)
+@gpu_task(duration=_slice_duration)
 def gpu_slice(
     run_dir: str,
     budget_s: float,
@@ -142,7 +258,7 @@ def gpu_slice(
 
     probe = Trainer(run_dir)
     base = preload_base(probe.model_cfg)
-    trainer = Trainer(run_dir, base=base, tracker=_TRACKERS.get(run_dir))
+    trainer = Trainer(run_dir, base=base, tracker=_TRACKERS.get(run_dir), cache_on_disk=True)
     try:
         return trainer.train_slice(budget_s, cancel=cancel_path, max_steps=max_steps)
     finally:
@@ -152,37 +268,73 @@ def gpu_slice(
 _TRACKERS: dict[str, Any] = {}  # per run folder; set by run_in_slices (fork copies it into the worker)
 
 
-def _eval_duration(run_dir: str, cap_s: int = 120, max_new_tokens: int | None = None) -> int:
-    return cap_s
-
-
-@spaces.GPU(duration=_eval_duration)
-def gpu_evaluate(run_dir: str, cap_s: int = 120, max_new_tokens: int | None = None) -> Any:
-    """One GPU call: WER/CER before and after for a finished run; stored in its summary.json."""
-    from voxspace.evaluate import evaluate_run_dir
-    from voxspace.train import Trainer
-
-    return evaluate_run_dir(run_dir, preload_base(Trainer(run_dir).model_cfg), max_new_tokens=max_new_tokens)
+SAVED = "Your training is saved at its last checkpoint: press Resume"
 
 
 def zerogpu_error(e: BaseException) -> TrainError | None:
-    """The typed error for ZeroGPU scheduler refusals (spaces raises gr.Error with these titles)."""
+    """The typed error, with what to do, for a refusal of ZeroGPU's scheduler or worker.
+
+    spaces raises gr.Error with these titles and texts (spaces/zero/client.py, wrappers.py); anything
+    else is None (an unexpected error, reported as such by the caller).
+    """
     title = str(getattr(e, "title", "") or "")
-    text = f"{title} {getattr(e, 'message', '')} {e}"
-    if "quota exceeded" in text.lower() or "exceeded your" in text:
-        wait = text.split("Try again in ")[1].split(".")[0] if "Try again in " in text else None
-        when = f"Try again in {wait}, or tomorrow: " if wait else ""
-        return QuotaExceeded(
-            f"Your ZeroGPU quota for today is used up. {when}the quota resets daily. "
-            "Training is saved and resumes where it stopped.",
-            detail=text.strip()[:300],
+    message = str(getattr(e, "message", "") or e)
+    text = f"{title} {message}"
+    detail = text.strip()[:300]
+    if "No GPU was available" in text:
+        if "after 60s" in text:
+            return GpuUnavailable(
+                f"ZeroGPU found no free GPU within a minute: many people are using it. {SAVED} in a "
+                "few minutes.",
+                detail=detail,
+            )
+        return GpuUnavailable(
+            f"No GPU is free on ZeroGPU right now. {SAVED} in a minute or two.", detail=detail
+        )
+    if "Space app has reached its GPU limit" in text:
+        return SpaceGpuLimit(
+            "ZeroGPU charged this GPU call to the Space instead of to you, and the Space's own GPU "
+            "allowance is used up. Open the Space on huggingface.co while logged in to Hugging Face, so your "
+            f"own daily quota is used. {SAVED} then.",
+            detail=detail,
         )
     if "illegal duration" in text.lower() or "larger than the maximum allowed" in text:
+        asked = message.split("(")[1].split(")")[0] if "(" in message else "the GPU call"
         return SliceTimeout(
-            "The GPU slice asked for is longer than this account may use at once. "
-            "Lower the slice length (VOXSPACE_SLICE_CAP_S) and try again.",
-            detail=text.strip()[:300],
+            f"ZeroGPU refused a GPU call of {asked}: longer than one call may last. Lower the longest call "
+            f"VoxSpace asks for (VOXSPACE_SLICE_CAP_S). {SAVED} then.",
+            detail=detail,
         )
+    if "runs limit" in text or "pending credits" in text:
+        return QuotaExceeded(
+            f"You have too many ZeroGPU tasks running at once. {SAVED} when one of them has finished.",
+            detail=detail,
+        )
+    if "quota" in text.lower() and "exceeded" in text.lower():
+        used = message.split("quota (")[1].split(")")[0] if "quota (" in message else None
+        wait = message.split("Try again in ")[1].split(".")[0].strip() if "Try again in " in message else None
+        parts = ["Your ZeroGPU quota for today is used up" + (f" ({used})." if used else ".")]
+        parts.append(f"It comes back in {wait}." if wait else "It comes back within a day.")
+        parts.append(f"{SAVED} then.")
+        if "Pro ZeroGPU" not in message:
+            parts.append("A Hugging Face PRO account gets 40 GPU minutes a day instead of 5.")
+        return QuotaExceeded(" ".join(parts), detail=detail)
+    if "Expired ZeroGPU proxy token" in text:
+        return GpuUnavailable(
+            f"Your ZeroGPU session expired. Reload the page. {SAVED} to continue.", detail=detail
+        )
+    if "ZeroGPU worker error" in text:
+        if "GPU task aborted" in text:
+            return SliceTimeout(
+                "ZeroGPU stopped a GPU call before it finished (it ran past the time reserved for it). "
+                f"{SAVED} to continue.",
+                detail=detail,
+            )
+        if "OutOfMemoryError" in message:
+            return OutOfGPUMemory(
+                "The GPU ran out of memory. Lower the batch size (Advanced settings), then press Resume.",
+                detail=detail,
+            )
     return None
 
 
@@ -225,9 +377,14 @@ def _chain_slices(
     max_idle_slices: int,
 ) -> Any:
     from voxspace import checkpoint
+    from voxspace.train import Trainer
 
     if tracker is not None:
         _TRACKERS[run_dir] = tracker
+    # features off the GPU clock: the slices only read them (the base's processor is on the CPU)
+    trainer = Trainer(run_dir)
+    n = trainer.encode_examples(preload_base(trainer.model_cfg)[1])
+    log.info("features of %d takes ready before the first GPU call (process %d)", n, os.getpid())
     summary, idle, overhead = None, 0, None
     while True:
         state = checkpoint.read_state(run_dir) if checkpoint.has_checkpoint(run_dir) else {}
@@ -239,24 +396,21 @@ def _chain_slices(
             overhead_s=overhead,
             save_s=state.get("save_s", 0.0),
         )
-        try:
-            summary = gpu_slice(
-                run_dir, budget, duration, str(cancel_path) if cancel_path else None, max_steps_per_slice
-            )
-        except VoxSpaceError:
-            raise
-        except Exception as e:
-            if (typed := zerogpu_error(e)) is not None:
-                raise typed from e
-            raise
+        called = time.monotonic()
+        summary = gpu_slice(
+            run_dir, budget, duration, str(cancel_path) if cancel_path else None, max_steps_per_slice
+        )
+        # what the slice itself could not time: waiting for the GPU, the worker's start, weights to the GPU
+        summary.call_seconds = time.monotonic() - called
         # the steady cost of a slice: the first one's also holds one-off work (encoding, tracker start)
         overhead = summary.overhead_seconds if overhead is None else min(overhead, summary.overhead_seconds)
         log.info(
-            "slice: step %d/%d, %.1f s in steps, %.1f s overhead",
+            "slice: step %d/%d, %.1f s in steps, %.1f s overhead, %.1f s whole call",
             summary.step,
             summary.total_steps,
             summary.step_seconds,
             summary.overhead_seconds,
+            summary.call_seconds,
         )
         if on_slice is not None:
             on_slice(summary)

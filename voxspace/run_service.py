@@ -20,6 +20,7 @@ slices so a Space restart loses nothing; on a dedicated GPU or a CPU it is one l
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import shutil
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import spaces  # before torch: on ZeroGPU it patches CUDA initialisation
+import spaces  # noqa: F401 - before torch: on ZeroGPU it patches CUDA initialisation
 
 from voxspace import checkpoint, gpu, run_record
 from voxspace.auth import Identity
@@ -127,7 +128,12 @@ class Run:
         self.eval: EvalReport | None = None
         self.error: BaseException | None = None
         self.message: str | None = None
-        self._thread = threading.Thread(target=self._main, name=f"voxspace-run-{owner}", daemon=True)
+        # The visitor's context (the Gradio request, whose X-IP-Token ZeroGPU bills) goes with the
+        # run: a plain thread starts with an empty one, and every GPU call would go unbilled to anyone.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._main,), name=f"voxspace-run-{owner}", daemon=True
+        )
 
     # --- the worker -------------------------------------------------------------------------------
     def _say(self, line: str) -> None:
@@ -143,7 +149,8 @@ class Run:
                 return
             self.runs_ahead = None
             self.phase = "evaluating-before" if self._evaluate else "training"
-            self._say("Loading the base model.")
+            loaded = gpu.base_loaded(self.trainer.model_cfg)
+            self._say("Using the base model loaded at start-up." if loaded else "Loading the base model.")
             base = gpu.preload_base(self.trainer.model_cfg)  # once per process; later calls reuse it
             record = RunRecord.load(self.run_dir) if (self.run_dir / SUMMARY).is_file() else None
             before = record.eval if record and record.eval else None
@@ -154,8 +161,10 @@ class Run:
                 self._store_eval(before)
             self.phase = "training"
             if new := self.trainer.new_takes:
-                self._say(f"{new} take{'s' if new != 1 else ''} recorded since this run started "
-                          "wait for the next run: a run keeps the takes it started with.")
+                self._say(
+                    f"{new} take{'s' if new != 1 else ''} recorded since this run started "
+                    "wait for the next run: a run keeps the takes it started with."
+                )
             self._say(
                 f"Training on {len(self.trainer.train_takes)} takes "
                 f"({'in GPU slices' if self._sliced else 'in one run'})."
@@ -246,7 +255,9 @@ class Run:
             self._note_step(s.step, s.total_steps, s.last_loss, s.step_time_s)
             self._say(
                 f"slice: {s.steps_run} steps, up to {s.takes_per_pass} takes per pass, "
-                f"{s.step_seconds:.1f} s in steps, {s.overhead_seconds:.1f} s overhead"
+                f"{s.step_seconds:.1f} s in steps, {s.overhead_seconds:.1f} s overhead "
+                f"(setup and checkpoint), {s.outside_seconds:.1f} s getting the GPU and starting; "
+                f"audio encoder run for {s.encoder_runs} takes"
             )
 
         summary = gpu.run_in_slices(
@@ -310,7 +321,7 @@ def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int 
     return cap_s
 
 
-@spaces.GPU(duration=_eval_duration)
+@gpu.gpu_task(duration=_eval_duration)
 def evaluate_on_gpu(
     run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int
 ) -> EvalReport:
@@ -355,6 +366,7 @@ def start_run(
     run_dir = Path(run_dir)
     if config is not None:
         config.validate()  # first: a bad value must cost nothing
+        gpu.check_precision(config.precision)
     if resume:
         if not (run_dir / RUN_SPEC).is_file() and not checkpoint.has_checkpoint(run_dir):
             repo = checkpoint_repo(identity)

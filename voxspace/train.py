@@ -196,6 +196,14 @@ class SliceSummary:
     step_time_s: float | None  # running estimate of one step, for planning the next slice
     epoch: int = 0
     takes_per_pass: int = 0  # the most takes one forward pass held in this slice (fitted on a GPU)
+    call_seconds: float = 0.0  # the whole GPU call as its caller timed it (set by gpu.run_in_slices)
+    encoder_runs: int = 0  # takes whose audio the encoder had to run in this slice (cache misses)
+
+    @property
+    def outside_seconds(self) -> float:
+        """The part of the call the slice could not time: the wait for a GPU, the worker's start,
+        the weights moved to the GPU, the result sent back."""
+        return max(0.0, self.call_seconds - self.step_seconds - self.overhead_seconds)
 
     @property
     def progress(self) -> float:
@@ -250,6 +258,7 @@ class Trainer:
         data_cache_dir: str | Path | None = None,
         examples: list[Example] | None = None,
         memory: MemoryMeter | None = None,
+        cache_on_disk: bool = False,
     ) -> None:
         """`examples`: already-encoded training examples (benchmarks); then `data` is only a label.
         `memory`: the device-memory counters that fit passes to the GPU (CUDA's by default)."""
@@ -276,6 +285,7 @@ class Trainer:
         self._data_kw = dict(token=data_token, endpoint=data_endpoint, cache_dir=data_cache_dir)
         self._given_examples = examples
         self._memory = memory
+        self._cache_on_disk = cache_on_disk  # a ZeroGPU slice: its worker's memory is thrown away after it
         self.ready = False
         self.prepared = False
         self.config.validate()  # before any data, model or GPU time is spent
@@ -355,7 +365,11 @@ class Trainer:
         from voxspace.encoder_cache import EncoderCache
 
         self.cache = (
-            EncoderCache(max_bytes=self.config.cache_max_mb * 2**20, spill_dir=self.run_dir / "encoder_cache")
+            EncoderCache(
+                max_bytes=self.config.cache_max_mb * 2**20,
+                spill_dir=self.run_dir / "encoder_cache",
+                write_through=self._cache_on_disk,
+            )
             if self.config.encoder_cache
             else None
         )
@@ -392,6 +406,17 @@ class Trainer:
         # non-reentrant: the LM's input (cached audio embeddings) needs no grad of its own
         self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
         self.checkpointing = True
+
+    def encode_examples(self, processor: Any) -> int:
+        """Compute the training takes' tokens and features now, on the CPU, into run_dir: a ZeroGPU
+        slice then only reads them, instead of paying feature extraction on the GPU clock. Returns
+        how many takes."""
+        if not self.prepared:
+            self.prepare()
+        if self._given_examples is not None:
+            return len(self._given_examples)
+        self.collator = TranscriptionCollator(processor)
+        return len(self._encoded_examples())
 
     def _encoded_examples(self) -> list[Example]:
         """Tokens and mel features of the training takes, computed once per run and kept in run_dir.
@@ -574,6 +599,7 @@ class Trainer:
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict())
         step_seconds, steps_run, cancelled, per_pass = 0.0, 0, False, 0
+        misses_before = self.cache.misses if self.cache is not None else 0
         try:
             while not self.done and (max_steps is None or steps_run < max_steps):
                 if cancel_requested(cancel):
@@ -617,6 +643,7 @@ class Trainer:
             step_time_s=self.step_time_s,
             epoch=self.epoch,
             takes_per_pass=per_pass,
+            encoder_runs=(self.cache.misses - misses_before) if self.cache is not None else 0,
         )
 
     # --- saving ----------------------------------------------------------------------------------

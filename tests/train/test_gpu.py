@@ -1,8 +1,8 @@
 """Where training runs: ZeroGPU slice chaining, Hub checkpoints, scheduler errors, the queue, the CLI.
 
 Outside a Space `spaces.GPU` returns the function unchanged (FACTS), so the chaining loop runs
-here with the real decorator. Only ZeroGPU's scheduler cannot run here: its refusals are made with
-spaces' own `error()` helper (the gr.Error it raises) and injected in place of the GPU call.
+here with the real decorator. ZeroGPU's refusals, through the real `spaces` client and a local
+device API, are in test_zerogpu.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from voxspace import checkpoint, gpu
-from voxspace.errors import Busy, QuotaExceeded, SliceTimeout, VoxSpaceError
+from voxspace.errors import Busy, SliceTimeout, VoxSpaceError
 from voxspace.model import ModelConfig
 from voxspace.train import STOP_MARGIN, TrainConfig, Trainer, one_step_budget
 
@@ -68,41 +68,6 @@ def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
     trainer = Trainer(restored, base=gpu.preload_base(tiny_cfg)).setup()
     assert trainer.step == 6 and trainer.done and trainer.config == config
     gpu._return_base(tiny_cfg, trainer.close())
-
-
-@pytest.mark.parametrize(
-    ("title", "message", "error", "phrase"),
-    [
-        (
-            "ZeroGPU quota exceeded",
-            "You have exceeded your free ZeroGPU quota (120s requested vs. 31s left). Try again in 5:32:10. ",
-            QuotaExceeded,
-            "resets daily",
-        ),
-        (
-            "ZeroGPU illegal duration",
-            "The requested GPU duration (300s) is larger than the maximum allowed",
-            SliceTimeout,
-            "slice length",
-        ),
-    ],
-)
-def test_zerogpu_refusals_become_typed_errors(
-    monkeypatch, tmp_path, takes_dir, tiny_cfg, title, message, error, phrase
-):
-    from spaces.zero.client import error as spaces_error
-
-    Trainer(tmp_path / "run", TrainConfig(precision="fp32"), takes_dir, tiny_cfg).prepare()
-
-    def scheduler_refuses(*args, **kwargs):  # mock: ZeroGPU's scheduler does not exist off a Space
-        raise spaces_error(title, message)
-
-    monkeypatch.setattr(gpu, "gpu_slice", scheduler_refuses)
-    with pytest.raises(error) as e:
-        gpu.run_in_slices(tmp_path / "run", cap_s=120)
-    assert phrase in e.value.user_message
-    if error is QuotaExceeded:
-        assert "5:32:10" in e.value.user_message
 
 
 def test_slice_duration_follows_the_planned_work_and_the_cap():

@@ -78,6 +78,14 @@ def _recover_in_background(settings: Settings) -> None:
     threading.Thread(target=run, name="voxspace-recover", daemon=True).start()
 
 
+def _load_base_on_zerogpu(settings: Settings) -> None:
+    """On ZeroGPU the base model is loaded now, in the main thread (the only one where spaces emulates
+    CUDA), before launch() packs it for the GPU calls; elsewhere a run loads it on first use."""
+    from voxspace import gpu
+
+    gpu.load_base_at_startup(settings.base_model)
+
+
 def launch(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -85,6 +93,7 @@ def launch(settings: Settings | None = None) -> None:
 
     quiet_third_party()
     _recover_in_background(settings)
+    _load_base_on_zerogpu(settings)
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=8).launch(
         css_paths=[assets.CSS], head=assets.head(), footer_links=[],
