@@ -48,6 +48,7 @@ class Settings:
     checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
     commit_budget: BudgetConfig = field(default_factory=BudgetConfig)  # per repo, under the Hub's limit
     limits: Limits = field(default_factory=Limits)
+    jobs_image: str | None = None  # the Space image a Hugging Face Job runs (default: this Space's)
 
     @property
     def in_space(self) -> bool:
@@ -73,6 +74,8 @@ class Settings:
             kw["checkpoint_every_s"] = float(v)
         if v := env.get("VOXSPACE_PUSH_RETRY_MAX_S"):
             kw["push_retry_max_s"] = float(v)
+        if v := env.get("VOXSPACE_JOBS_IMAGE"):
+            kw["jobs_image"] = v
         limits = {f.name: type(getattr(Limits(), f.name))(env[f"VOXSPACE_{f.name.upper()}"])
                   for f in fields(Limits) if f"VOXSPACE_{f.name.upper()}" in env}
         if limits:

@@ -41,6 +41,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import yaml
 
+from tests.support.jobs_server import JOB_ROUTES, JobsMixin
+
 # The Hub's default .gitattributes (models and datasets merged): these always travel through LFS.
 LFS_PATTERNS = (  # noqa: SIM905 - one line per group reads better than a 50-item list
     "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack *.npy "
@@ -275,7 +277,7 @@ class _Repos:
                 _atomic_write(folder / path, self.get_object(entry["sha256"]))
 
 
-class HubServer:
+class HubServer(JobsMixin):
     """The server and the handles tests use to inspect and perturb it. Thread-safe."""
 
     def __init__(
@@ -320,6 +322,7 @@ class HubServer:
         self._jwk = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._init_jobs(self.root)  # Hugging Face Jobs as local processes (tests/support/jobs_server.py)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> str:
@@ -336,6 +339,7 @@ class HubServer:
         return self.url
 
     def stop(self) -> None:
+        self.stop_jobs()
         self._writes_open.set()
         if self._httpd:
             self._httpd.shutdown()
@@ -1461,7 +1465,7 @@ _ROUTES = [
         ("POST", r"/oauth/token", "oauth_token", False),
         ("GET", r"/oauth/userinfo", "oauth_userinfo", False),
     ]
-]
+] + JOB_ROUTES
 
 
 class _Handler(BaseHTTPRequestHandler):
