@@ -52,6 +52,7 @@ def _leaks(token: str, *texts: str) -> list[str]:
     return [t[:80] for t in texts if token in t]
 
 
+@pytest.mark.slow
 def test_a_job_trains_with_the_pinned_takes_and_brings_the_results_home(
     settings, alice, recordings, hub, tmp_path
 ):
@@ -176,6 +177,7 @@ def test_plan_scales_with_the_card_and_prices_per_hour():
         jobs.plan(config, 50, 4, "l4x1", timeout_min=0)
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_job_and_a_killed_job_resumes_as_a_new_job(
     settings, alice, recordings, hub, tmp_path
 ):
