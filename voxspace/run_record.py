@@ -71,6 +71,9 @@ class RunRecord:
     steps_done: int = 0
     steps_total: int = 0
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    heldout_loss_history: list[tuple[int, float]] = field(default_factory=list)  # after each epoch
+    best_step: int | None = None  # the step whose adapter is the result (lowest held-out loss)
+    stopped_early: bool = False
     eval: EvalReport | None = None
     finished: bool = False
     # the run's pinned takes (voxspace.pinning): with the revision, every number can be reproduced
@@ -95,6 +98,7 @@ class RunRecord:
             ev["per_take"] = [TakeResult(**t) for t in ev.get("per_take", [])]
             ev = EvalReport(**ev)
         raw["loss_history"] = [tuple(x) for x in raw.get("loss_history", [])]
+        raw["heldout_loss_history"] = [tuple(x) for x in raw.get("heldout_loss_history", [])]
         return cls(**raw, eval=ev)
 
 

@@ -50,6 +50,8 @@ from voxspace.run_record import ADAPTER_DIR, RunRecord
 log = logging.getLogger(__name__)
 RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
 EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel features)
+HELDOUT_FILE = "heldout_examples.pt"  # the encoded held-out takes, for the loss after each epoch
+BEST_DIR = "best"  # the adapter of the epoch with the lowest held-out loss so far
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
 # The encoder option's extra work per take and epoch, from FACTS "Where a Voxtral LoRA step spends its
 # work" (full width, per take): an encoder layer's forward + backward 0.76 s, against 30 LM layers x
@@ -93,6 +95,9 @@ class TrainConfig:
     # Acoustic adaptation (issue 15): LoRA also on the top N audio-encoder layers and the projector,
     # for speech unlike what Voxtral was trained on. The frozen layers below are cached per take.
     adapt_encoder: int = 0
+    # Stop once the held-out loss has not improved for this many epochs (0: run every epoch). The
+    # adapter kept is always the epoch with the lowest held-out loss, stopped early or not.
+    early_stop_epochs: int = 0
 
     @classmethod
     def quick(cls, **kw: Any) -> TrainConfig:
@@ -104,7 +109,9 @@ class TrainConfig:
 
     @classmethod
     def thorough(cls, **kw: Any) -> TrainConfig:
-        return cls(**{"rank": 32, "alpha": 64, "lr": 2e-4, "epochs": 10, "grad_accum": 2, **kw})
+        # 10 epochs on a few dozen takes can memorise them: stop when held-out loss stalls for 3
+        preset = {"rank": 32, "alpha": 64, "lr": 2e-4, "epochs": 10, "grad_accum": 2, "early_stop_epochs": 3}
+        return cls(**{**preset, **kw})
 
     @classmethod
     def preset(cls, name: str, **kw: Any) -> TrainConfig:
@@ -176,6 +183,9 @@ class TrainConfig:
             bad("Adapting the top encoder layers adds to the language-model LoRA: keep the default targets.")
         if self.encoder_cache and self.lora_targets != "language_model":
             bad("The encoder-output cache needs LoRA kept out of the audio encoder; switch one of them off.")
+        patience = self.early_stop_epochs
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+            bad(f"Early stopping must be a whole number of epochs, 0 for off (got {patience!r}).")
         if self.epochs > 100:
             bad(f"{self.epochs} epochs would only memorise the takes; use 100 or fewer.")
         return self
@@ -361,6 +371,9 @@ class Trainer:
         self.examples: list[Example] = (
             self._given_examples if self._given_examples is not None else self._encoded_examples()
         )
+        self.heldout: list[Example] = (
+            self._encoded_examples(self.test_takes, HELDOUT_FILE) if self.test_takes else []
+        )
 
         from voxspace.encoder_cache import EncoderCache
 
@@ -394,6 +407,10 @@ class Trainer:
 
         self.step, self.epoch, self.position = 0, 0, 0  # position: the next step in this epoch's plan
         self.loss_history: list[tuple[int, float]] = []
+        self.heldout_history: list[tuple[int, float]] = []  # (step, held-out loss) after each epoch
+        self.best: tuple[int, float] | None = None  # (step, loss) of the adapter in run_dir/best
+        self.stopped_early = False
+        self._epoch_ended = False
         self.step_time_s: float | None = None
         self.save_s = 0.0
         if checkpoint.has_checkpoint(self.run_dir):
@@ -408,31 +425,35 @@ class Trainer:
         self.checkpointing = True
 
     def encode_examples(self, processor: Any) -> int:
-        """Compute the training takes' tokens and features now, on the CPU, into run_dir: a ZeroGPU
-        slice then only reads them, instead of paying feature extraction on the GPU clock. Returns
-        how many takes."""
+        """Compute the training (and held-out) takes' tokens and features now, on the CPU, into
+        run_dir: a ZeroGPU slice then only reads them, instead of paying feature extraction on the
+        GPU clock. Returns how many training takes."""
         if not self.prepared:
             self.prepare()
         if self._given_examples is not None:
             return len(self._given_examples)
         self.collator = TranscriptionCollator(processor)
+        if self.test_takes:
+            self._encoded_examples(self.test_takes, HELDOUT_FILE)
         return len(self._encoded_examples())
 
-    def _encoded_examples(self) -> list[Example]:
-        """Tokens and mel features of the training takes, computed once per run and kept in run_dir.
+    def _encoded_examples(self, takes: list[Any] | None = None, name: str = EXAMPLES_FILE) -> list[Example]:
+        """Tokens and mel features of `takes` (the training takes), computed once per run and kept
+        in run_dir/`name`.
 
         Feature extraction runs on the CPU; on ZeroGPU every slice would otherwise redo it inside
         its paid GPU time.
         """
         import torch
 
-        path = self.run_dir / EXAMPLES_FILE
-        ids = [t.take.take_id for t in self.train_takes]
+        takes = self.train_takes if takes is None else takes
+        path = self.run_dir / name
+        ids = [t.take.take_id for t in takes]
         if path.is_file():
             stored = torch.load(path, weights_only=False)  # our own file, written below
             if [e.take_id for e in stored] == ids:
                 return stored
-        examples = [self.collator.encode(t) for t in self.train_takes]
+        examples = [self.collator.encode(t) for t in takes]
         tmp = path.with_suffix(".tmp")
         torch.save(examples, tmp)
         tmp.replace(path)
@@ -467,6 +488,9 @@ class Trainer:
         if state.get("checkpointing") and not self.checkpointing:  # switched on after an OOM
             self._enable_checkpointing()
         self.loss_history = [tuple(x) for x in state["loss_history"]]
+        self.heldout_history = [tuple(x) for x in state.get("heldout_history", [])]
+        self.best = tuple(state["best"]) if state.get("best") else None
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.step_time_s = state.get("step_time_s")
         self.save_s = state.get("save_s", 0.0)
         log.info("resumed %s at step %d/%d", self.run_dir, self.step, self.total_steps)
@@ -474,7 +498,47 @@ class Trainer:
     # --- one optimizer step ------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.step >= self.total_steps
+        return self.step >= self.total_steps or self.stopped_early
+
+    def heldout_loss(self) -> float | None:
+        """Teacher-forced mean loss on the held-out takes (no generation; the encoder cache serves
+        their audio after the first epoch). None when the run has no held-out takes."""
+        import torch
+
+        if not self.heldout:
+            return None
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, len(self.heldout), self.config.batch_size):
+                loss_sum, n = self._loss_sum(self.collator(self.heldout[i : i + self.config.batch_size]))
+                total, count = total + float(loss_sum), count + n
+        return total / count
+
+    def _end_of_epoch(self) -> dict[str, float]:
+        """Held-out loss; keep the adapter if it is the best so far; stop early if asked and due."""
+        loss = self.heldout_loss()
+        if loss is None:
+            return {}
+        self.heldout_history.append((self.step, loss))
+        if self.best is None or loss < self.best[1]:
+            self.best = (self.step, loss)
+            self._save_best()
+        patience = self.config.early_stop_epochs
+        epochs_since_best = sum(1 for step, _ in self.heldout_history if step > self.best[0])
+        if patience and epochs_since_best >= patience and self.step < self.total_steps:
+            self.stopped_early = True
+            log.info("held-out loss has not improved for %d epochs: stopping at step %d", patience, self.step)
+        return {"heldout_loss": loss}
+
+    def _save_best(self) -> None:
+        import shutil
+
+        tmp = self.run_dir / f"{BEST_DIR}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        shutil.rmtree(self.run_dir / BEST_DIR, ignore_errors=True)
+        tmp.rename(self.run_dir / BEST_DIR)
 
     def _loss_sum(self, batch: dict[str, Any]) -> tuple[Any, int]:
         """Summed cross-entropy over the label tokens of one micro-batch, and their count."""
@@ -547,10 +611,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.fitter.after_step()
         self.position += 1
-        if self.position >= len(plan):
-            self.epoch, self.position = self.epoch + 1, 0
         self.step += 1
         self.loss_history.append((self.step, total))
+        if self.position >= len(plan):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._epoch_ended = True  # train_slice measures the held-out loss, outside the OOM retry
         takes_per_pass = max(len(ids) for ids in passes)
         return {
             "loss": total,
@@ -615,6 +680,9 @@ class Trainer:
                     self._after_oom(e)  # raises unless the step can be retried in smaller passes
                     continue
                 dt = time.monotonic() - t0
+                if self._epoch_ended:
+                    self._epoch_ended = False
+                    metrics.update(self._end_of_epoch())
                 step_seconds += dt
                 steps_run += 1
                 per_pass = max(per_pass, int(metrics["takes_per_pass"]))
@@ -669,6 +737,9 @@ class Trainer:
             "memory_fit": self.fitter.fit.to_dict() if self.fitter.fit else None,
             "checkpointing": self.checkpointing,
             "loss_history": self.loss_history,
+            "heldout_history": self.heldout_history,
+            "best": list(self.best) if self.best else None,
+            "stopped_early": self.stopped_early,
             "step_time_s": self.step_time_s,
             "save_s": self.save_s,
             "config": self.config.to_dict(),
@@ -681,9 +752,17 @@ class Trainer:
         return path
 
     def save_adapter(self) -> Path:
-        """The publishable adapter (peft format) in run_dir/adapter."""
+        """The publishable adapter (peft format) in run_dir/adapter: the epoch with the lowest
+        held-out loss (run_dir/best), or the last step when there is no held-out loss."""
+        import shutil
+
         out = self.run_dir / ADAPTER_DIR
-        self.model.save_pretrained(out)
+        best = self.run_dir / BEST_DIR
+        if self.best is not None and best.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(best, out)
+        else:
+            self.model.save_pretrained(out)
         return out
 
     def record(self) -> RunRecord:
@@ -707,6 +786,9 @@ class Trainer:
             steps_done=self.step if started else 0,
             steps_total=self.total_steps if started else 0,
             loss_history=list(self.loss_history) if started else [],
+            heldout_loss_history=list(self.heldout_history) if started else [],
+            best_step=self.best[0] if started and self.best else None,
+            stopped_early=self.stopped_early if started else False,
             eval=previous.eval if previous else None,
             finished=self.done if started else False,
         )

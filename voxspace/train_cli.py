@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("rank", int),
         ("alpha", int),
         ("seed", int),
+        ("early-stop-epochs", int),
     ):
         tr.add_argument(f"--{name}", type=typ)
     tr.add_argument(
@@ -87,6 +88,7 @@ def _config(args: argparse.Namespace) -> Any:
             "rank": args.rank,
             "alpha": args.alpha,
             "seed": args.seed,
+            "early_stop_epochs": args.early_stop_epochs,
             "precision": args.precision,
             "slice_seconds": args.slice_seconds,
             "auto_batch": False if args.fixed_batch else None,
