@@ -161,7 +161,8 @@ def loss_image(record: RunRecord, run_dir: Path | None) -> tuple[str, bytes] | N
     if run_dir is not None and (Path(run_dir) / LOSS_PNG).is_file():
         return LOSS_PNG, (Path(run_dir) / LOSS_PNG).read_bytes()
     try:
-        return LOSS_SVG, loss_svg(record.loss_history).encode()
+        return LOSS_SVG, loss_svg(record.loss_history, heldout=record.heldout_loss_history,
+                                  best_step=record.best_step).encode()
     except ValueError:
         return None
 
@@ -192,6 +193,7 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
     if ev is not None:
         rel = ev.wer_relative_change
         ev_view = dict(n_takes=ev.n_takes, wer_before=_pct(ev.wer_before), cer_before=_pct(ev.cer_before),
+                       precision=_precision_note(ev.base_precision),
                        wer_after=_pct(ev.wer_after), cer_after=_pct(ev.cer_after),
                        relative=None if rel is None else f"{100 * rel:+.1f}%",
                        not_better=ev.not_better_sentence())
@@ -220,6 +222,10 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         train_minutes=f"{record.train_minutes:.1f}",
         steps_done=record.steps_done,
         steps_total=record.steps_total,
+        dataset_revision=record.dataset_revision,
+        best_step=record.best_step,
+        stopped_early=record.stopped_early,
+        heldout_epochs=len(record.heldout_loss_history),
         settings=_settings_rows(record.config),
         adapted=describe_adaptation(int(record.config.get("adapt_encoder") or 0)),
         eval=ev_view,
@@ -229,6 +235,19 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         private_hint=private,
         license_note=license_note,
     )
+
+
+def _precision_note(precision: str | None) -> str | None:
+    """Which base the numbers were measured on, said against what the demo and the snippet load."""
+    from voxspace.model import SERVED_PRECISION
+
+    if precision is None:
+        return None
+    if precision == SERVED_PRECISION:
+        return (f"Measured with the base model loaded in {precision}, as the demo Space and the snippet "
+                "below load it: the numbers describe the model you get.")
+    return (f"Measured with the base model loaded in {precision}; the demo Space and the snippet below load "
+            f"it in {SERVED_PRECISION}, so their transcripts can differ slightly from these.")
 
 
 def _model_url(model_id: str) -> str:

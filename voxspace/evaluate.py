@@ -187,10 +187,13 @@ def evaluate_run(
     else:
         base_hyps = [r.base for r in before.per_take]
         wer_b, cer_b = before.wer_before, before.cer_before
+    from voxspace.model import precision_of
+
     report = EvalReport(
         n_takes=len(takes),
         wer_before=wer_b,
         cer_before=cer_b,
+        base_precision=precision_of(model),
         per_take=[TakeResult(t.take.take_id, t.take.text, h) for t, h in zip(takes, base_hyps, strict=True)],
     )
     if hasattr(model, "disable_adapter"):

@@ -23,15 +23,22 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def loss_svg(history: Sequence[tuple[int, float]], *, title: str = "Training loss") -> str:
+HELDOUT_COLOUR = "#d97706"
+
+
+def loss_svg(history: Sequence[tuple[int, float]], *, title: str = "Training loss",
+             heldout: Sequence[tuple[int, float]] = (), best_step: int | None = None) -> str:
     """Return an SVG document plotting loss (y) against step (x).
 
-    Raises ValueError when there is no finite point: the caller decides to omit the image.
+    `heldout`: the held-out loss after each epoch, drawn as a second, dotted line with a legend;
+    `best_step` (the epoch whose adapter was kept) is ringed. Raises ValueError when there is no
+    finite training point: the caller decides to omit the image.
     """
     pts = [(float(s), float(v)) for s, v in history if math.isfinite(v)]
     if not pts:
         raise ValueError("no finite loss values to draw")
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    held = [(float(s), float(v)) for s, v in heldout if math.isfinite(v)]
+    xs, ys = [p[0] for p in pts + held], [p[1] for p in pts + held]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(0.0, min(ys)), max(ys)
     if x1 == x0:
@@ -75,5 +82,22 @@ def loss_svg(history: Sequence[tuple[int, float]], *, title: str = "Training los
         parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="#4f46e5"/>')
     else:
         parts.append(f'<polyline points="{coords}" fill="none" stroke="#4f46e5" stroke-width="2"/>')
+    if held:
+        c = HELDOUT_COLOUR
+        hc = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in held)
+        parts.append(f'<polyline points="{hc}" fill="none" stroke="{c}" stroke-width="2" '
+                     'stroke-dasharray="5 4"/>')
+        parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"/>' for x, y in held]
+        for x, y in held:
+            if best_step is not None and round(x) == best_step:
+                parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="7" fill="none" stroke="{c}" '
+                             'stroke-width="2"><title>kept adapter</title></circle>')
+        lx, ty = _W - _PAD_R - 170, _PAD_T + 8
+        font = 'font-family="sans-serif" font-size="11"'
+        parts.append(f'<line x1="{lx}" y1="{ty}" x2="{lx + 20}" y2="{ty}" stroke="#4f46e5" stroke-width="2"/>'
+                     f'<text x="{lx + 26}" y="{ty + 4}" {font}>training</text>')
+        parts.append(f'<line x1="{lx}" y1="{ty + 16}" x2="{lx + 20}" y2="{ty + 16}" stroke="{c}" '
+                     f'stroke-width="2" stroke-dasharray="5 4"/>'
+                     f'<text x="{lx + 26}" y="{ty + 20}" {font}>held-out (each epoch)</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -13,6 +13,7 @@ the top N layers only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ if TYPE_CHECKING:  # heavy imports stay lazy: recording paths import nothing fro
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("8bit", "bf16", "fp32")
+# What the demo Space and the model card's snippet load (bf16 on the GPU and the CPU alike), so
+# the evaluation measures this too: the WER table describes the model people get.
+SERVED_PRECISION = "bf16"
 # A bare ["q_proj", ...] also matches the Whisper encoder's attention; this regex cannot.
 LM_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 # What LoRA wraps. "attention_everywhere" is the recipe this project replaces (a plain list that
@@ -75,6 +79,22 @@ class LoraSettings:
     dropout: float = 0.05
     targets: str = "language_model"  # a key of LORA_TARGETS
     encoder_layers: int = 0  # also adapt the top N audio-encoder layers and the projector
+
+
+def served_config(cfg: ModelConfig) -> ModelConfig:
+    """`cfg` as the demo serves it: the same base model in SERVED_PRECISION."""
+    return dataclasses.replace(cfg, precision=SERVED_PRECISION)
+
+
+def precision_of(model: Any) -> str:
+    """The precision a (PEFT-wrapped) model was really loaded in: "8bit", "bf16", "fp32", ..."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "is_loaded_in_8bit", False):
+        return "8bit"
+    names = {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float16: "fp16"}
+    return names.get(base.dtype, str(base.dtype).removeprefix("torch."))
 
 
 def compute_dtype(precision: str) -> torch.dtype:

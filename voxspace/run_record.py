@@ -38,6 +38,7 @@ class EvalReport:
     wer_after: float | None = None
     cer_after: float | None = None
     per_take: list[TakeResult] = field(default_factory=list)
+    base_precision: str | None = None  # how the base was loaded when measured ("bf16": as served)
 
     @property
     def improved(self) -> bool | None:
@@ -48,7 +49,7 @@ class EvalReport:
         """The warning the Train tab, the Publish tab and the card show, or None when it improved."""
         if self.improved is not False:
             return None
-        return (f"The fine-tuned model is not better than the base model on your {self.n_takes} held-out "
+        return (f"The fine-tuned model is not better than the base model on the {self.n_takes} held-out "
                 f"takes: WER {100 * self.wer_after:.1f}% against {100 * self.wer_before:.1f}% for the "
                 "base model.")
 

@@ -37,7 +37,7 @@ from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
 from voxspace.layout import split_for
-from voxspace.model import ModelConfig, check_base_model
+from voxspace.model import ModelConfig, check_base_model, served_config
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
 from voxspace.tracking import TrackioTracker
@@ -151,7 +151,6 @@ class Run:
             self.phase = "evaluating-before" if self._evaluate else "training"
             loaded = gpu.base_loaded(self.trainer.model_cfg)
             self._say("Using the base model loaded at start-up." if loaded else "Loading the base model.")
-            base = gpu.preload_base(self.trainer.model_cfg)  # once per process; later calls reuse it
             record = RunRecord.load(self.run_dir) if (self.run_dir / SUMMARY).is_file() else None
             before = record.eval if record and record.eval else None
             if self._evaluate and before is None:
@@ -159,6 +158,8 @@ class Run:
                 self._say(f"Measuring the base model on {len(self.trainer.test_takes)} held-out takes.")
                 before = evaluate_on_gpu(str(self.run_dir), None, self._max_new_tokens, int(self._cap_s))
                 self._store_eval(before)
+            # loaded after the evaluation (which uses the served bf16 base): never both at once
+            base = gpu.preload_base(self.trainer.model_cfg)  # once per process; later calls reuse it
             self.phase = "training"
             if new := self.trainer.new_takes:
                 self._say(
@@ -170,6 +171,7 @@ class Run:
                 f"({'in GPU slices' if self._sliced else 'in one run'})."
             )
             done = self._train_sliced() if self._sliced else self._train_long(base)
+            base = self.trainer._base = None  # the served bf16 base replaces it for the evaluation
             if not done:
                 self.phase = "cancelled"
                 self._say(f"Cancelled at step {self.step}/{self.total}; the checkpoint is kept for Resume.")
@@ -325,13 +327,16 @@ def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int 
 def evaluate_on_gpu(
     run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int
 ) -> EvalReport:
-    """One GPU call: the base model on the held-out takes (`before` None), or the adapter against `before`."""
+    """One GPU call: the base model on the held-out takes (`before` None), or the adapter against `before`.
+
+    Both run on the base as the demo and the card's snippet serve it (bf16), not on the training copy.
+    """
     from voxspace.evaluate import evaluate_adapter
 
     trainer = Trainer(run_dir)
     test = trainer.prepare().test_takes
     adapter = None if before is None else Path(run_dir) / ADAPTER_DIR
-    base = gpu.preload_base(trainer.model_cfg)
+    base = gpu.preload_base(served_config(trainer.model_cfg))
     return evaluate_adapter(base, test, adapter, before=before, max_new_tokens=max_new_tokens)
 
 

@@ -799,7 +799,7 @@ class Trainer:
         base = detach_lora(model) if model is not None else (self._base[0] if self._base else None)
         if model is not None and base is not None and getattr(self, "checkpointing", False):
             base.gradient_checkpointing_disable()  # the shared base must not keep this run's choice
-        self.model, self.ready = None, False
+        self.model, self.base_model, self.ready = None, None, False
         return base
 
 

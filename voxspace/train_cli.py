@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True)
     ev.add_argument("--base-model", required=True)
     ev.add_argument("--adapter", help="a folder with adapter_config.json (e.g. RUN/adapter)")
-    ev.add_argument("--precision", default="8bit", choices=["8bit", "bf16", "fp32"])
+    ev.add_argument("--precision", default="bf16", choices=["8bit", "bf16", "fp32"],
+                    help="how to load the base (default bf16: as the demo and the card's snippet do)")
     ev.add_argument("--max-new-tokens", type=int, default=None)
     ev.set_defaults(func=_evaluate)
 

@@ -157,3 +157,37 @@ TOP_4 = "the language model, the top 4 audio-encoder layers (attention and MLP) 
 def test_card_says_which_parts_of_the_model_were_adapted(config, says):
     text = str(build_card(make_record(config=config), "alice/x", license="apache-2.0"))
     assert f"LoRA on {says}." in text
+
+
+def test_loss_curve_draws_the_held_out_loss_and_rings_the_kept_epoch():
+    svg = loss_svg([(1, 3.0), (2, 2.0), (3, 1.0), (4, 0.5)], heldout=[(2, 2.5), (4, 2.8)], best_step=2)
+    root = ET.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    train_line, held_line = root.findall("s:polyline", ns)
+    assert len(train_line.get("points").split()) == 4 and len(held_line.get("points").split()) == 2
+    assert held_line.get("stroke-dasharray")
+    rings = [c for c in root.findall("s:circle", ns) if c.find("s:title", ns) is not None]
+    assert len(rings) == 1 and rings[0].get("cx") == held_line.get("points").split()[0].split(",")[0]
+    assert "held-out (each epoch)" in svg
+
+
+def test_card_names_the_kept_epoch_the_dataset_commit_and_the_measured_precision():
+    record = make_record(heldout_loss_history=[(40, 1.2), (80, 1.1), (120, 1.3)], best_step=80,
+                         stopped_early=True, dataset_revision="0123abcd" * 5)
+    record.eval.base_precision = "bf16"
+    body = build_card(record, "alice/voxtral-alice", license="apache-2.0").text
+    assert "The adapter is the one from step 80" in body and "of the 3 epochs" in body
+    assert "training stopped early" in body
+    assert f"`{'0123abcd' * 5}`" in body
+    assert "loaded in bf16, as the demo Space and the snippet below load it" in body
+    record.eval.base_precision = "8bit"
+    body = build_card(record, "alice/voxtral-alice", license="apache-2.0").text
+    assert "loaded in 8bit; the demo Space and the snippet below load it in bf16" in body
+    assert "did not improve" not in body  # 12.5% is better than 43.8%
+
+
+def test_card_of_a_model_no_better_than_the_base_says_so():
+    record = make_record()
+    record.eval.wer_after = 0.5
+    body = build_card(record, "alice/voxtral-alice", license="apache-2.0").text
+    assert "did not improve on the base model" in body and "WER 50.0% against 43.8%" in body

@@ -89,3 +89,37 @@ def test_a_30s_take_is_given_room_for_its_whole_reference_and_a_short_one_is_not
     transcribe(model, collator, [long_take], batch_size=1, max_new_tokens=5)
     assert asked[2] == 5  # an explicit cap still wins
     assert generation_limit(short_take, 1000) == asked[1]
+
+
+def test_the_evaluation_transcribes_what_the_demo_and_the_snippet_would(tmp_path, tiny_voxtral_dir):
+    """One model, one number: the evaluation loads the base as served (bf16) and its fine-tuned
+    transcript of a take is token for token what the demo's / the card snippet's code produces."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+    from voxspace.evaluate import evaluate_adapter
+    from voxspace.layout import read_folder
+    from voxspace.model import LM_LORA_TARGETS, ModelConfig, load_base, served_config
+
+    torch.manual_seed(0)
+    adapter = tmp_path / "adapter"
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=LM_LORA_TARGETS, init_lora_weights=False)
+    tiny = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral_dir)
+    get_peft_model(tiny, lora).save_pretrained(adapter)
+    make_take(tmp_path / "takes", 1, "open the door", split="test")
+    take = read_folder(tmp_path / "takes")[0]
+
+    trained_as = ModelConfig(str(tiny_voxtral_dir), precision="fp32")  # what training loaded
+    report = evaluate_adapter(load_base(served_config(trained_as)), [take], adapter)
+    assert report.base_precision == "bf16"
+
+    processor = AutoProcessor.from_pretrained(tiny_voxtral_dir)
+    base = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral_dir, dtype=torch.bfloat16)
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    inputs = processor.apply_transcription_request(language="en", audio=str(take.wav), model_id="x")
+    inputs = inputs.to(dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=token_limit(take.take.duration), do_sample=False)
+    served = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
+    assert served.strip() and report.per_take[0].finetuned == served.strip()
