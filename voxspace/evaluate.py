@@ -174,9 +174,16 @@ def evaluate_run(
     examples = examples or [collator.encode(t) for t in takes]
     refs = [t.take.text for t in takes]
     langs = [t.take.language or None for t in takes]
-    if before is not None and [r.take_id for r in before.per_take] != [t.take.take_id for t in takes]:
-        # measured on other takes (a run from before takes were pinned): compare like with like
-        log.warning("the stored base-model report is for other takes: measuring the base model again")
+    from voxspace.model import precision_of
+
+    precision = precision_of(model)
+    if before is not None and (
+        [r.take_id for r in before.per_take] != [t.take.take_id for t in takes]
+        or before.base_precision != precision
+    ):
+        # measured on other takes or another copy of the base (a run from before takes were pinned
+        # and evaluation used the served precision): compare like with like
+        log.warning("the stored base-model report is for other takes or precision: measuring it again")
         before = None
     if before is None:
         with adapter_disabled(model):
@@ -187,13 +194,11 @@ def evaluate_run(
     else:
         base_hyps = [r.base for r in before.per_take]
         wer_b, cer_b = before.wer_before, before.cer_before
-    from voxspace.model import precision_of
-
     report = EvalReport(
         n_takes=len(takes),
         wer_before=wer_b,
         cer_before=cer_b,
-        base_precision=precision_of(model),
+        base_precision=precision,
         per_take=[TakeResult(t.take.take_id, t.take.text, h) for t, h in zip(takes, base_hyps, strict=True)],
     )
     if hasattr(model, "disable_adapter"):

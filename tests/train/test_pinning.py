@@ -137,3 +137,21 @@ def test_a_hub_dataset_is_read_at_the_commit_the_run_started_on(tmp_path, takes_
     again = Trainer(run, **kw).prepare()
     assert _ids(again.train_takes) == _ids(first.train_takes) and again.new_takes == 0
     assert start in again.data_dir
+
+
+def test_a_before_report_of_another_precision_is_measured_again(tmp_path, data, base, monkeypatch):
+    """A 'before' measured on the 8-bit training copy is not compared with an 'after' on the served base."""
+    import voxspace.evaluate as ev
+
+    model, processor = base
+    test = Trainer(tmp_path / "run", TrainConfig.quick(), data).prepare().test_takes
+    report = ev.evaluate_run(model, processor, test, max_new_tokens=2)
+    assert report.base_precision == "fp32"
+    calls = []
+    real = ev.transcribe
+    monkeypatch.setattr(ev, "transcribe", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ev.evaluate_run(model, processor, test, before=report, max_new_tokens=2)
+    assert calls == []  # same takes, same precision: reused
+    report.base_precision = "8bit"
+    again = ev.evaluate_run(model, processor, test, before=report, max_new_tokens=2)
+    assert calls == [1] and again.base_precision == "fp32"
