@@ -232,11 +232,13 @@ def evaluate_adapter(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     encoder_cache: bool = True,
+    examples: list[Example] | None = None,
 ) -> EvalReport:
     """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
 
     `before` (the base model's report from before training) spares a second pass of the base model.
     With `encoder_cache` the audio encoder runs once per take for both passes, not twice.
+    `examples`: the takes already encoded (Trainer.test_examples), so no GPU call extracts features.
     """
     from voxspace.encoder_cache import EncoderCache
 
@@ -246,6 +248,7 @@ def evaluate_adapter(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         cache=EncoderCache() if encoder_cache else None,
+        examples=examples,
     )
     if adapter_dir is None:
         return evaluate_run(model, processor, test_takes, **kw)

@@ -106,14 +106,17 @@ def compute_dtype(precision: str) -> torch.dtype:
 
 def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
     """Load (model, processor), frozen, in eval mode, on the configured device."""
+    return load_model(cfg), load_processor(cfg)
+
+
+def load_processor(cfg: ModelConfig) -> Any:
+    """The processor alone (tokenizer + feature extractor): enough to encode takes on the CPU."""
     from transformers import AutoProcessor
 
-    model = load_model(cfg)
-    processor = AutoProcessor.from_pretrained(
+    return AutoProcessor.from_pretrained(
         cfg.base_model, revision=cfg.revision, token=cfg.token, cache_dir=cfg.cache_dir,
         local_files_only=cfg.local_files_only,
     )
-    return model, processor
 
 
 def load_model(cfg: ModelConfig) -> Any:

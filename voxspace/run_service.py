@@ -151,6 +151,9 @@ class Run:
             self.phase = "evaluating-before" if self._evaluate else "training"
             loaded = gpu.base_loaded(self.trainer.model_cfg)
             self._say("Using the base model loaded at start-up." if loaded else "Loading the base model.")
+            n_takes = len(self.trainer.train_takes) + len(self.trainer.test_takes)
+            self._say(f"Preparing the audio of {n_takes} takes on the CPU (no GPU time).")
+            self.trainer.encode_examples(None, lambda done, n: self._say(f"Audio: {done}/{n} takes."))
             record = RunRecord.load(self.run_dir) if (self.run_dir / SUMMARY).is_file() else None
             before = record.eval if record and record.eval else None
             if self._evaluate and before is None:
@@ -337,7 +340,10 @@ def evaluate_on_gpu(
     test = trainer.prepare().test_takes
     adapter = None if before is None else Path(run_dir) / ADAPTER_DIR
     base = gpu.preload_base(served_config(trainer.model_cfg))
-    return evaluate_adapter(base, test, adapter, before=before, max_new_tokens=max_new_tokens)
+    examples = trainer.test_examples()  # features computed on the CPU before the run (encode_examples)
+    return evaluate_adapter(
+        base, test, adapter, before=before, max_new_tokens=max_new_tokens, examples=examples
+    )
 
 
 # --- the functions both callers use -------------------------------------------------------------

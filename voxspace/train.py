@@ -25,11 +25,12 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxspace import checkpoint
+from voxspace import checkpoint, features
 from voxspace.batching import CudaMemory, MemoryFit, MemoryMeter, PassFitter, plan_steps
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
@@ -43,14 +44,13 @@ from voxspace.model import (
     attach_lora,
     detach_lora,
     load_base,
+    load_processor,
 )
 from voxspace.pinning import TakePins, dataset_revision
 from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
 RUN_SPEC = "run.json"  # what a later slice (or a restarted app) needs to rebuild this Trainer
-EXAMPLES_FILE = "examples.pt"  # the encoded training takes (tokens + mel features)
-HELDOUT_FILE = "heldout_examples.pt"  # the encoded held-out takes, for the loss after each epoch
 BEST_DIR = "best"  # the adapter of the epoch with the lowest held-out loss so far
 STOP_MARGIN = 1.5  # stop when less than this many step-times of budget remain
 # The encoder option's extra work per take and epoch, from FACTS "Where a Voxtral LoRA step spends its
@@ -372,7 +372,7 @@ class Trainer:
             self._given_examples if self._given_examples is not None else self._encoded_examples()
         )
         self.heldout: list[Example] = (
-            self._encoded_examples(self.test_takes, HELDOUT_FILE) if self.test_takes else []
+            self._encoded_examples("test") if self.test_takes else []
         )
 
         from voxspace.encoder_cache import EncoderCache
@@ -424,40 +424,45 @@ class Trainer:
         self.model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
         self.checkpointing = True
 
-    def encode_examples(self, processor: Any) -> int:
-        """Compute the training (and held-out) takes' tokens and features now, on the CPU, into
-        run_dir: a ZeroGPU slice then only reads them, instead of paying feature extraction on the
-        GPU clock. Returns how many training takes."""
+    def encode_examples(
+        self, processor: Any = None, on_progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Tokens and mel features of the training and held-out takes, computed now on the CPU and
+        kept in run_dir as float16 (voxspace.features): call it before the first GPU slice so no slice
+        pays for feature extraction. Cheap when already done. `processor`: the base's (loaded here
+        only if encoding is needed and none is given). Returns how many training takes there are."""
         if not self.prepared:
             self.prepare()
         if self._given_examples is not None:
             return len(self._given_examples)
-        self.collator = TranscriptionCollator(processor)
-        if self.test_takes:
-            self._encoded_examples(self.test_takes, HELDOUT_FILE)
-        return len(self._encoded_examples())
+        loaded: list[Any] = [processor or (self._base[1] if self._base is not None else None)]
 
-    def _encoded_examples(self, takes: list[Any] | None = None, name: str = EXAMPLES_FILE) -> list[Example]:
-        """Tokens and mel features of `takes` (the training takes), computed once per run and kept
-        in run_dir/`name`.
+        def collator() -> TranscriptionCollator:
+            if loaded[0] is None:
+                loaded[0] = load_processor(self.model_cfg)
+            return TranscriptionCollator(loaded[0])
 
-        Feature extraction runs on the CPU; on ZeroGPU every slice would otherwise redo it inside
-        its paid GPU time.
-        """
-        import torch
+        features.encode(self.run_dir, "train", self.train_takes, collator, on_progress)
+        features.encode(self.run_dir, "test", self.test_takes, collator, on_progress)
+        return len(self.train_takes)
 
-        takes = self.train_takes if takes is None else takes
-        path = self.run_dir / name
+    def test_examples(self) -> list[Example] | None:
+        """The held-out takes as encode_examples stored them (same order as test_takes), or None."""
+        if not self.prepared:
+            self.prepare()
+        return features.load(self.run_dir, "test", [t.take.take_id for t in self.test_takes])
+
+    def _encoded_examples(self, split: str = "train") -> list[Example]:
+        """The examples encode_examples stored for `split` ("train", or "test": the held-out takes),
+        encoding them now if it was never called."""
+        takes = self.train_takes if split == "train" else self.test_takes
         ids = [t.take.take_id for t in takes]
-        if path.is_file():
-            stored = torch.load(path, weights_only=False)  # our own file, written below
-            if [e.take_id for e in stored] == ids:
-                return stored
-        examples = [self.collator.encode(t) for t in takes]
-        tmp = path.with_suffix(".tmp")
-        torch.save(examples, tmp)
-        tmp.replace(path)
-        return examples
+        stored = features.load(self.run_dir, split, ids)
+        if stored is None:
+            features.encode(self.run_dir, split, takes, lambda: self.collator)
+            stored = features.load(self.run_dir, split, ids)
+        assert stored is not None  # just written
+        return stored
 
     @staticmethod
     def _seed_everything(seed: int) -> None:
@@ -809,9 +814,9 @@ SMALL_GPU_GB = 24.0  # below this, the default batch's activations do not fit wi
 def needs_checkpointing(device: Any) -> bool:
     """Gradient checkpointing is switched on by itself on a small GPU (a 16 GB T4, say).
 
-    Measured at full size on an H100 (README "Performance"): the 8-bit default peaks at 19.8 GB
-    without it and 9.0 GB with it, for ~1.9x the step time. It never changes the weights learned
-    (tested), so a run may resume on other hardware.
+    Measured at full size on an H100 (README "Performance", one run): the 8-bit default peaked at
+    19,774 MiB without it and 8,972 MiB with it, for ~1.2x the step time there. It never changes the
+    weights learned (tested), so a run may resume on other hardware.
     """
     import torch
 
