@@ -89,7 +89,8 @@ def test_a_setup_without_encode_examples_still_encodes(tmp_path, takes_dir, base
     trainer = Trainer(tmp_path / "run", TrainConfig(precision="fp32", epochs=1), takes_dir, base=base).setup()
     ids = [t.take.take_id for t in trainer.train_takes]
     assert features.is_current(tmp_path / "run", "train", ids)
-    assert trainer.test_examples() is None  # held-out takes are encoded by encode_examples only
+    held_out = [e.take_id for e in trainer.test_examples()]  # for the held-out loss after each epoch
+    assert held_out == [t.take.take_id for t in trainer.test_takes]
     trainer.close()
 
 
