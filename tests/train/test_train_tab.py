@@ -119,3 +119,16 @@ def test_the_acoustic_box_adapts_the_encoder_and_its_cost_is_shown_before_start(
     for hardware in ("zerogpu", "cuda", "cpu"):  # the estimate grows by the option's share
         lm_only = run_service.estimate(train.config_from("quick", *values), 200, 30.0, hardware)
         assert run_service.estimate(config, 200, 30.0, hardware) > lm_only
+
+
+def test_the_comparison_is_offered_only_with_enough_held_out_takes(sess):
+    from voxspace.compare import MIN_HELD_OUT
+
+    held_out = sess.store.stats().test
+    assert held_out < MIN_HELD_OUT
+    said = list(train.compare(sess, "quick", *train.preset_values("quick")))
+    assert len(said) == 1 and f"at least {MIN_HELD_OUT} held-out takes" in said[0]
+    assert f"you have {held_out}" in said[0]
+    assert run_service.active_run(sess.identity) is None or run_service.progress(
+        run_service.active_run(sess.identity)).finished  # nothing was started
+    assert "Sign in" in next(train.compare(None, "quick"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +156,57 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
         log.exception("training could not start")
         return (status_html("error", UNEXPECTED), *_idle_buttons(sess))
     return status_html("info", "Starting…"), *_running_buttons()
+
+
+def compare(sess: Session | None, preset: str, *values: Any) -> Iterator[str]:
+    """The same short run with and without acoustic adaptation, both WERs, the better kept
+    (voxspace.compare). Streams the latest line while the two runs go; the Train tab's timer shows
+    each run's progress as usual."""
+    from voxspace.compare import MIN_HELD_OUT, compare_encoder_option
+
+    _follow_again(sess)
+    if sess is None or sess.store is None:
+        yield status_html("info", "Sign in with Hugging Face and record some takes first.")
+        return
+    held_out = sess.store.stats().test
+    if held_out < MIN_HELD_OUT:
+        yield status_html("info", f"A comparison needs at least {MIN_HELD_OUT} held-out takes to tell "
+                          f"the two apart; you have {held_out}. Record more takes first (about 1 in 8 is "
+                          "held out).")
+        return
+    try:
+        config = config_from(preset, *values[: len(ADVANCED)]).validate()  # the box itself is compared
+    except VoxSpaceError as e:
+        yield status_html("rejected", e.user_message)
+        return
+    sess.store.flush(timeout=60)
+    lines: list[str] = []
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = compare_encoder_option(
+                sess.settings, sess.identity, data=sess.store.stats().location, config=config,
+                root=runs_root(sess), name=time.strftime("compare-%Y%m%d-%H%M%S"), sliced=_sliced(values),
+                on_line=lines.append)
+        except VoxSpaceError as e:
+            outcome["error"] = e.user_message
+        except Exception:  # a sentence, not a trace; the log has the rest
+            log.exception("the comparison failed")
+            outcome["error"] = UNEXPECTED
+
+    worker = threading.Thread(target=work, name="voxspace-compare", daemon=True)
+    worker.start()
+    shown = None
+    while worker.is_alive():
+        if lines and lines[-1] != shown:
+            shown = lines[-1]
+            yield status_html("info", shown)
+        worker.join(1.0)
+    if "error" in outcome:
+        yield status_html("rejected", outcome["error"])
+    else:
+        yield status_html("done", outcome["result"].sentence() + " It is on the Publish tab.")
 
 
 def _extra(values: tuple[Any, ...], name: str) -> bool:
@@ -333,6 +386,10 @@ def build(session: gr.State) -> TrainTab:
         info=f"Also adapts how the model hears sounds (the top {ACOUSTIC_LAYERS} layers of its audio "
         "encoder), not only how it reads them: helps most for speech far from typical; each step takes about "
         f"{round(100 * ACOUSTIC_LAYERS * ENCODER_LAYER_STEP_SHARE)}% longer.")
+    with gr.Row():
+        compare_btn = gr.Button("Not sure? Compare with and without it (two short runs)", size="sm",
+                                elem_id="train-compare")
+        compare_out = gr.HTML(elem_id="train-compare-result")
     with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
         with gr.Row():
             rank = gr.Number(q[0], label="LoRA rank", precision=0, minimum=1, elem_id="train-rank")
@@ -385,6 +442,7 @@ def build(session: gr.State) -> TrainTab:
         c.change(plan, [session, preset, *advanced], [estimate], show_progress="hidden")
     start_btn.click(start, [session, preset, *advanced], [status, *buttons])
     resume_btn.click(resume, [session], [status, *buttons])
+    compare_btn.click(compare, [session, preset, *advanced], [compare_out], show_progress="hidden")
     cancel_btn.click(cancel, [session], [status])
     timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, *buttons],
                show_progress="hidden")
