@@ -79,6 +79,8 @@ class RunProgress:
     total: int = 0
     seconds_left: float | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
+    heldout: list[tuple[int, float]] = field(default_factory=list)  # held-out loss after each epoch
+    best_step: int | None = None  # the step whose adapter is kept (lowest held-out loss so far)
     log: list[str] = field(default_factory=list)
     runs_ahead: int | None = None  # while queued: how many runs hold or wait for the GPU before this one
     eval: EvalReport | None = None
@@ -123,6 +125,8 @@ class Run:
         self.phase, self.runs_ahead = "queued", None
         self.step, self.total, self.step_time_s = 0, 0, None
         self.losses: list[tuple[int, float]] = []
+        self.heldout: list[tuple[int, float]] = []
+        self.best_step: int | None = None
         self._said_step = checkpoint.read_state(self.run_dir)["step"] if checkpoint.has_checkpoint(
             self.run_dir) else 0  # a resumed run says only its new steps
         self.eval: EvalReport | None = None
@@ -242,9 +246,11 @@ class Run:
         while not self._handle.wait(0.5):
             p = self._handle.progress()
             self.losses = p.losses
+            self._note_heldout(*self._trainer_heldout())
             self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
         p = self._handle.progress()
         self.losses = p.losses
+        self._note_heldout(*self._trainer_heldout())
         self._note_step(p.step, p.total_steps, p.last_loss, getattr(self.trainer, "step_time_s", None))
         self.trainer.close()  # LoRA off the shared base before the evaluation attaches the adapter
         self._push_checkpoint()
@@ -252,11 +258,24 @@ class Run:
             raise self._handle.error
         return p.status == "done"
 
+    def _trainer_heldout(self) -> tuple[list[tuple[int, float]], Any]:
+        return list(getattr(self.trainer, "heldout_history", [])), getattr(self.trainer, "best", None)
+
+    def _note_heldout(self, history: list[tuple[int, float]], best: Any) -> None:
+        """The held-out loss after each epoch, for the loss curve; a line in the log for a new one."""
+        for step, loss in history[len(self.heldout) :]:
+            kept = " (best so far: this adapter is kept)" if best and best[0] == step else ""
+            self._say(f"held-out loss after step {step}: {loss:.4f}{kept}")
+        self.heldout = list(history)
+        self.best_step = best[0] if best else None
+
     def _train_sliced(self) -> bool:
         """Chained GPU slices (ZeroGPU), each checkpoint pushed between them."""
 
         def on_slice(s: Any) -> None:
-            self.losses = [tuple(x) for x in checkpoint.read_state(self.run_dir)["loss_history"]]
+            state = checkpoint.read_state(self.run_dir)
+            self.losses = [tuple(x) for x in state["loss_history"]]
+            self._note_heldout([tuple(x) for x in state.get("heldout_history", [])], state.get("best"))
             self._note_step(s.step, s.total_steps, s.last_loss, s.step_time_s)
             self._say(
                 f"slice: {s.steps_run} steps, up to {s.takes_per_pass} takes per pass, "
@@ -459,6 +478,8 @@ def progress(handle: Run) -> RunProgress:
         total=handle.total,
         seconds_left=left,
         losses=list(handle.losses),
+        heldout=list(handle.heldout),
+        best_step=handle.best_step,
         log=handle.lines()[-LOG_LINES:],
         runs_ahead=handle.runs_ahead if handle.phase == "queued" else None,
         eval=handle.eval,

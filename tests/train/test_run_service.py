@@ -73,6 +73,12 @@ def test_a_queued_run_trains_in_slices_and_reports_wer_before_and_after(settings
     assert record.finished and record.eval is not None and record.eval.n_takes == 2
     assert record.eval.wer_after is not None and all(r.finetuned is not None for r in record.eval.per_take)
     assert final.eval == record.eval and len(final.losses) == 2
+    # one epoch: its held-out loss reaches the page (curve and log) and its adapter is the one kept
+    assert [s for s, _ in final.heldout] == [2] and final.best_step == 2 == record.best_step
+    assert any(line.startswith("held-out loss after step 2") for line in handle.lines())
+    from voxspace.loss_curve import loss_svg
+
+    assert "held-out (each epoch)" in loss_svg(final.losses, heldout=final.heldout, best_step=final.best_step)
     remote = checkpoint.find_remote_checkpoint("alice/voxspace-checkpoints", alice.token, hub.url)
     assert remote["step"] == 2 and hub.is_private("alice/voxspace-checkpoints")
     assert gpu.QUEUE.position("alice") is None  # the GPU is free again

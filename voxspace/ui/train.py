@@ -275,7 +275,7 @@ def view(sess: Session | None) -> View | None:
     bar = (f'<label for="train-bar">Training progress: step {p.step} of {p.total or "?"}</label> '
            f'<progress id="train-bar" max="100" value="{pct}">{pct}%</progress>')
     try:
-        curve = loss_svg(p.losses)
+        curve = loss_svg(p.losses, heldout=p.heldout, best_step=p.best_step)
     except ValueError:  # no finite point yet
         curve = NO_CURVE
     scores, per_take = ([], [])
@@ -309,7 +309,7 @@ def _shown_key(run: Any) -> tuple[Any, ...]:
     if run is None:
         return ("no run",)
     p = run_service.progress(run)
-    return (id(run), p.phase, p.step, p.total, len(run.lines()), len(p.losses), p.runs_ahead,
+    return (id(run), p.phase, p.step, p.total, len(run.lines()), len(p.losses), len(p.heldout), p.runs_ahead,
             p.eval is not None)
 
 
