@@ -183,6 +183,7 @@ class JobRun:
     identity: Identity
     run_dir: Path
     record: JobRecord
+    plan: JobPlan | None = None  # set by launch: what was estimated before it started
 
     @property
     def url(self) -> str:
@@ -375,7 +376,7 @@ def launch(
     )
     record.save(run_dir)
     log.info("launched Job %s on %s for %s", job.id, f.name, run_dir.name)
-    return JobRun(settings, identity, run_dir, record)
+    return JobRun(settings, identity, run_dir, record, job_plan)
 
 
 def attach(settings: Settings, identity: Identity, run_dir: str | Path) -> JobRun | None:

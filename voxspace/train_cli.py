@@ -6,7 +6,8 @@
 
 Without --slice-seconds the run goes in one go (a dedicated GPU or a CPU), saving a checkpoint every
 VOXSPACE_CHECKPOINT_EVERY_S (300 s); with it, the run is chained in slices of that length exactly as
-on ZeroGPU. Either way a killed run continues with --resume.
+on ZeroGPU. Either way a killed run continues with --resume. With --on-jobs FLAVOR the same run
+goes to a Hugging Face Job on your account instead (voxspace.jobs_cli; `job status|cancel`).
 The Hub token comes from the environment (HF_TOKEN or `hf auth login`), never from the command line.
 """
 
@@ -58,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="cap on a transcript's tokens in evaluation (default: from each take's duration)",
     )
+    from voxspace import jobs_cli
+
+    jobs_cli.add_train_options(tr)  # --on-jobs FLAVOR, --timeout, --image, --no-follow
     tr.set_defaults(func=_train)
+    jobs_cli.register(sub)  # `job status|cancel`
 
     ev = sub.add_parser("evaluate", help="WER/CER of the base model (and an adapter) on held-out takes")
     ev.add_argument("--data", required=True)
@@ -109,6 +114,12 @@ def _train(args: argparse.Namespace) -> int:
     from voxspace.evaluate import format_report
     from voxspace.settings import Settings
 
+    if args.on_jobs:  # the same run on Hugging Face Jobs (voxspace.jobs_cli)
+        from voxspace.jobs_cli import train_on_jobs
+
+        return train_on_jobs(args, None if args.resume else _config(args))
+    if args.timeout or args.image or args.no_follow:
+        raise BadInput("--timeout, --image and --no-follow go with --on-jobs FLAVOR.")
     settings = Settings.from_env()
     if args.base_model:
         settings = replace(settings, base_model=args.base_model)

@@ -85,3 +85,15 @@ def base(tiny_voxtral_dir):
     from voxspace.model import ModelConfig, load_base
 
     return load_base(ModelConfig(str(tiny_voxtral_dir), precision="fp32"))
+
+
+@pytest.fixture
+def recordings(hub, hub_tokens, takes_dir, fresh_repo_id) -> str:
+    """alice's six takes in a private dataset repo on the local Hub (a Hugging Face Job reads them there)."""
+    from huggingface_hub import HfApi
+
+    repo = fresh_repo_id("alice", "recordings")
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo(repo, repo_type="dataset", private=True)
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(takes_dir))
+    return repo

@@ -38,16 +38,6 @@ def alice(hub_tokens) -> Identity:
     return Identity("alice", token=hub_tokens["alice"], source="local")
 
 
-@pytest.fixture
-def recordings(hub, alice, takes_dir, fresh_repo_id) -> str:
-    """alice's takes in a dataset repo on the local Hub (a Job reads them from there)."""
-    repo = fresh_repo_id("alice", "recordings")
-    api = HfApi(endpoint=hub.url, token=alice.token)
-    api.create_repo(repo, repo_type="dataset", private=True)
-    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(takes_dir))
-    return repo
-
-
 def _leaks(token: str, *texts: str) -> list[str]:
     return [t[:80] for t in texts if token in t]
 
