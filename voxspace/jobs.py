@@ -28,7 +28,9 @@ import math
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError
 
 from voxspace.auth import Identity
-from voxspace.errors import AuthError, BadInput, HubError
+from voxspace.errors import AuthError, BadInput, HubError, VoxSpaceError
 from voxspace.hub import as_user_error, commit_with_retry, ensure_private_repo, hub_api, user_cache_dir
 from voxspace.model import ModelConfig, check_base_model
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
@@ -396,7 +398,8 @@ _PHASES = (  # the log line job_entry prints (run_service's own sentences) -> ph
 
 def progress(job: JobRun) -> RunProgress:
     """Where the Job is (its stage, its log lines, step and loss from them); on COMPLETED the
-    adapter, WER and loss history are brought into the run folder first."""
+    adapter, WER and loss history are brought into the run folder first. Raises AuthError/HubError
+    when the Hub cannot be asked (the Job itself goes on)."""
     return _poll(job)[0]
 
 
@@ -407,8 +410,7 @@ def _poll(job: JobRun) -> tuple[RunProgress, list[str]]:
         info = api.inspect_job(job_id=rec.job_id, namespace=rec.namespace)
         lines = list(api.fetch_job_logs(job_id=rec.job_id, namespace=rec.namespace))
     except Exception as e:
-        err = as_user_error(e, action="follow the Job")
-        return RunProgress(phase="queued", run_dir=str(job.run_dir), log=[err.user_message]), []
+        raise as_user_error(e, action="follow the Job") from e
     stage = str(getattr(info.status.stage, "value", info.status.stage))
     losses, step, total = [], 0, 0
     for line in lines:
@@ -486,11 +488,20 @@ def cancel(job: JobRun) -> None:
         raise as_user_error(e, action="cancel the Job") from e
 
 
-def follow(job: JobRun, *, on_line=None, poll_s: float = 5.0) -> RunProgress:
-    """Poll until the Job ends, passing each new log line to `on_line` (the CLI)."""
+def follow(job: JobRun, *, on_line: Callable[[str], None] | None = None, poll_s: float = 5.0) -> RunProgress:
+    """Poll until the Job ends, passing each new log line to `on_line` (the CLI). A Hub that does
+    not answer for a while is said once per failed poll and asked again; a refused token raises."""
     seen = 0
     while True:
-        p, lines = _poll(job)
+        try:
+            p, lines = _poll(job)
+        except AuthError:
+            raise
+        except HubError as e:
+            if on_line is not None:
+                on_line(e.user_message)
+            time.sleep(poll_s)
+            continue
         for line in lines[seen:]:
             if on_line is not None:
                 on_line(line)
@@ -498,3 +509,80 @@ def follow(job: JobRun, *, on_line=None, poll_s: float = 5.0) -> RunProgress:
         if p.finished:
             return p
         time.sleep(poll_s)
+
+
+# --- the Train tab's view of a Job ----------------------------------------------------------------
+class JobHandle:
+    """A Job seen as run_service sees a Run (phase, step, losses, lines(), eval, cancel, join), so
+    the Train tab follows, cancels and shows it with the same code; a thread polls the Hub."""
+
+    def __init__(self, job: JobRun, *, poll_s: float = 5.0) -> None:
+        self.job, self.run_dir, self.poll_s = job, job.run_dir, poll_s
+        self.owner = job.identity.username or "local"
+        self.phase, self.runs_ahead, self.message = "queued", None, None
+        self.step, self.total, self.step_time_s = 0, 0, None
+        self.losses: list[tuple[int, float]] = []
+        self.eval = None
+        self.error: BaseException | None = None
+        self._lines: list[str] = [f"Job {job.record.job_id} on {job.record.flavor}: {job.url}"]
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._main, name=f"voxspace-job-{self.owner}", daemon=True)
+
+    def _main(self) -> None:
+        while True:
+            try:
+                p, lines = _poll(self.job)
+            except AuthError as e:  # an expired sign-in: the Job goes on; a new sign-in follows it again
+                self._add(f"{e.user_message} The Job keeps running: sign in again to follow it.")
+                return
+            except HubError as e:
+                self._add(e.user_message)
+                time.sleep(self.poll_s)
+                continue
+            with self._lock:
+                self._lines = self._lines[:1] + lines
+            self.step, self.total, self.losses, self.eval = p.step, p.total, p.losses, p.eval
+            self.message = p.message
+            if p.message:
+                self._add(p.message)
+            self.phase = p.phase
+            if p.finished:
+                return
+            time.sleep(self.poll_s)
+
+    def _add(self, line: str) -> None:
+        with self._lock:
+            if not self._lines or self._lines[-1] != line:
+                self._lines.append(line)
+
+    def lines(self, since: int = 0) -> list[str]:
+        with self._lock:
+            return self._lines[since:]
+
+    def start(self) -> JobHandle:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        try:
+            cancel(self.job)
+            self._add("Cancelling the Job; its last checkpoint is kept for Resume.")
+        except VoxSpaceError as e:
+            self._add(e.user_message)
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def unfinished(settings: Settings, identity: Identity) -> JobRun | None:
+    """This person's newest run on Jobs whose results are not home yet (after a Space restart)."""
+    from voxspace.run_service import runs_root
+
+    root = runs_root(settings, identity)
+    records = sorted(root.glob(f"*/{JOB_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in records:
+        job = attach(settings, identity, path.parent)
+        if job is not None and not job.record.results_fetched:
+            return job
+    return None

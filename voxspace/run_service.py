@@ -461,6 +461,13 @@ def start_run(
     return run.start()
 
 
+def follow_elsewhere(identity: Identity, handle: Any) -> None:
+    """A run training elsewhere (a Hugging Face Job: voxspace.jobs.JobHandle, which has Run's
+    phase/step/losses/lines/eval/cancel/join) becomes this person's active run: the page follows
+    and cancels it with the same code as a run here."""
+    _ACTIVE[identity.username or "local"] = handle
+
+
 def active_run(identity: Identity) -> Run | None:
     """This person's latest run in this process, so a reloaded page can follow it again."""
     return _ACTIVE.get(identity.username or "local")

@@ -338,7 +338,9 @@ def poll(sess: Session | None) -> tuple[Any, ...]:
 def on_open(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
     """Opening the tab: readiness, plan and terminal command; the run itself the next tick shows."""
     from voxspace import run_service
+    from voxspace.ui import jobs_panel
 
+    jobs_panel.reattach(sess)  # a Job launched before a restart is followed again
     text, cmd = readiness(sess)
     run = run_service.active_run(sess.identity) if sess else None
     going = run is not None and not run_service.progress(run).finished
@@ -420,6 +422,9 @@ def build(session: gr.State) -> TrainTab:
         start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
         cancel_btn = gr.Button("Cancel", interactive=False, elem_id="train-cancel")
         resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
+    from voxspace.ui import jobs_panel
+
+    jobs = jobs_panel.build()  # "Train on Hugging Face Jobs": machine, timeout, estimate
     status = gr.HTML(elem_id="train-status")
     bar = gr.HTML(elem_id="train-progress")
     curve = gr.HTML(NO_CURVE, label="Training loss", elem_id="train-loss")
@@ -437,6 +442,7 @@ def build(session: gr.State) -> TrainTab:
     timer = gr.Timer(1.0)  # always on: see the module docstring
 
     buttons = [start_btn, cancel_btn, resume_btn]
+    jobs_panel.wire(jobs, session, preset, advanced, status, buttons)
     preset.change(preset_values, [preset], fields, show_progress="hidden")
     for c in [preset, *fields, acoustic]:
         c.change(plan, [session, preset, *advanced], [estimate], show_progress="hidden")
