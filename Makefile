@@ -9,12 +9,16 @@ APT_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg
 
 system-deps:
 	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null && command -v ffmpeg >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES))
+	  (echo "Installing system packages: $(APT_PACKAGES)" && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES))
 
+# pip is not silenced: the first install takes minutes (torch alone is large), and its progress
+# is what tells a newcomer that something is happening.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "Installing VoxSpace's Python packages into $(VENV) (first time: several minutes)"
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install --progress-bar on -r requirements-dev.txt
 	touch $@
 
 install: system-deps $(VENV)/.installed

@@ -85,3 +85,33 @@ def test_next_phrase_skips_done_and_returns_skipped_last():
     assert next_phrase(phrases, [a], skipped_ids=[b]) == phrases[2]
     assert next_phrase(phrases, [a, c], skipped_ids=[b]) == phrases[1]
     assert next_phrase(phrases, [a, b, c]) is None
+
+
+def test_two_pages_of_one_person_never_get_the_same_phrase(hub_settings):
+    """Issue 16: two browser tabs recorded the same phrase twice."""
+    import dataclasses
+
+    from voxspace.auth import Identity
+    from voxspace.phrases import PhraseClaims
+    from voxspace.ui.session import Session
+
+    claims = PhraseClaims(ttl_s=60)
+    alice = Identity("alice", "t", "oauth")
+    space = dataclasses.replace(hub_settings, space_id="tests/voxspace")
+    tab1, tab2, bob = (Session(settings=space, identity=who, store=None, claims=claims)
+                       for who in (alice, alice, Identity("bob", "t", "oauth")))
+    first, second = tab1.advance(set()), tab2.advance(set())
+    assert first is not None and second is not None and first != second
+    assert bob.advance(set()) == first  # another person is not held back by alice's tabs
+    done = {first.phrase_id}  # tab 1 saves its phrase and moves on: still never tab 2's
+    assert tab1.advance(done) not in (first, second)
+    tab2.release()  # tab 2 closed: its phrase is free again
+    assert tab1.advance(done) == second
+
+    anon1, anon2 = (Session(settings=space, identity=Identity(None), store=None, claims=claims)
+                    for _ in range(2))
+    assert anon1.advance(set()) == anon2.advance(set()) == first  # anonymous visitors claim nothing
+
+    stale = PhraseClaims(ttl_s=-1.0)  # a page that stopped renewing its claim (closed without notice)
+    t1, t2 = (Session(settings=space, identity=alice, store=None, claims=stale) for _ in range(2))
+    assert t1.advance(set()) == t2.advance(set())

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from voxspace.loss_curve import loss_svg
 from voxspace.model import describe_adaptation
 from voxspace.run_record import RunRecord
+from voxspace.settings import LANGUAGE_NAMES
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, ModelCard
@@ -37,8 +38,6 @@ KNOWN_LICENSES = {
     "mistralai/Voxtral-Mini-3B-2507": "apache-2.0",
     "mistralai/Voxtral-Small-24B-2507": "apache-2.0",
 }
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "pt": "Portuguese", "hi": "Hindi",
-                  "de": "German", "nl": "Dutch", "it": "Italian"}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -19,6 +19,19 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
+def step_ticks(lo: float, hi: float, n: int = 5) -> list[int]:
+    """Whole steps, each once, at a round spacing (1, 2, 5, 10, 20...): steps 1-3 read "1, 2, 3",
+    never "1, 2, 2, 2, 3"."""
+    first, last = math.ceil(lo), math.floor(hi)
+    if last <= first:
+        return [first]
+    raw = (last - first) / (n - 1)
+    spacing = next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= raw)
+    start = math.ceil(first / spacing) * spacing
+    ticks = list(range(start, last + 1, spacing))
+    return [first, *ticks] if first not in ticks and start - first > spacing / 2 else ticks
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
@@ -66,10 +79,10 @@ def loss_svg(history: Sequence[tuple[int, float]], *, title: str = "Training los
         parts.append(f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_W - _PAD_R}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" font-family="sans-serif" '
                      f'font-size="11">{_fmt(t)}</text>')
-    for t in _ticks(x0, x1):
+    for t in step_ticks(min(xs), max(xs)):
         x = px(t)
         parts.append(f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" '
-                     f'font-family="sans-serif" font-size="11">{round(t)}</text>')
+                     f'font-family="sans-serif" font-size="11">{t}</text>')
     parts.append(f'<line x1="{_PAD_L}" y1="{_H - _PAD_B}" x2="{_W - _PAD_R}" y2="{_H - _PAD_B}" '
                  f'stroke="black"/>')
     parts.append(f'<line x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{_H - _PAD_B}" stroke="black"/>')

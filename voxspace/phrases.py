@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -121,12 +123,43 @@ def custom_id(text: str) -> str:
 
 
 def next_phrase(phrases: list[Phrase], done_ids: Iterable[str],
-                skipped_ids: Iterable[str] = ()) -> Phrase | None:
-    """The first phrase not yet recorded; skipped ones come back only once the rest are done."""
-    done, skipped = set(done_ids), set(skipped_ids)
+                skipped_ids: Iterable[str] = (), taken_ids: Iterable[str] = ()) -> Phrase | None:
+    """The first phrase not yet recorded; skipped ones come back only once the rest are done.
+    `taken_ids` (shown on another page of the same person, PhraseClaims) never come back."""
+    done, skipped = set(done_ids) | set(taken_ids), set(skipped_ids)
     todo = [p for p in phrases if p.phrase_id not in done]
     fresh = [p for p in todo if p.phrase_id not in skipped]
     return (fresh or todo or [None])[0]
+
+
+class PhraseClaims:
+    """Which phrase each open page of one person shows, so that two tabs (or a phone and a laptop)
+    never record the same phrase twice. In memory: one app process serves every page of a Space.
+    A page that stopped asking for phrases (closed) loses its claim after `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 120.0) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._claims: dict[str, dict[str, tuple[str, float]]] = {}  # owner -> page -> (phrase, when)
+
+    def claim(self, owner: str, page: str, phrase_id: str | None) -> None:
+        with self._lock:
+            pages = self._claims.setdefault(owner, {})
+            if phrase_id is None:
+                pages.pop(page, None)
+            else:
+                pages[page] = (phrase_id, time.monotonic())
+
+    def taken_by_others(self, owner: str, page: str) -> set[str]:
+        now = time.monotonic()
+        with self._lock:
+            pages = self._claims.get(owner, {})
+            for stale in [p for p, (_, t) in pages.items() if now - t > self.ttl_s]:
+                del pages[stale]
+            return {phrase for p, (phrase, _) in pages.items() if p != page}
+
+
+CLAIMS = PhraseClaims()
 
 
 def readable(text: str) -> bool:

@@ -25,6 +25,7 @@ import logging
 import math
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 import spaces  # noqa: F401 - before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace import checkpoint, gpu, run_record
+from voxspace import checkpoint, gpu, run_record, timings
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
@@ -109,9 +110,10 @@ class Run:
         queue: gpu.RunQueue,
         checkpoint_every_s: float = math.inf,
         in_space: bool = False,
+        timings_dir: Path | None = None,
     ) -> None:
         self.trainer, self.owner, self.queue = trainer, owner, queue
-        self._in_space = in_space
+        self._in_space, self._timings_dir = in_space, timings_dir
         self.run_dir = trainer.run_dir
         self.cancel_path = self.run_dir / CANCEL_FILE
         self.cancel_path.unlink(missing_ok=True)
@@ -163,7 +165,9 @@ class Run:
             if self._evaluate and before is None:
                 self.phase = "evaluating-before"
                 self._say(f"Measuring the base model on {len(self.trainer.test_takes)} held-out takes.")
+                t0 = time.monotonic()
                 before = evaluate_on_gpu(str(self.run_dir), None, self._max_new_tokens, int(self._cap_s))
+                self._measured(eval_s_per_take=(time.monotonic() - t0) / max(1, len(self.trainer.test_takes)))
                 self._store_eval(before)
             # loaded after the evaluation (which uses the served bf16 base): never both at once
             base = gpu.preload_base(self.trainer.model_cfg)  # once per process; later calls reuse it
@@ -177,8 +181,10 @@ class Run:
                 f"Training on {len(self.trainer.train_takes)} takes "
                 f"({'in GPU slices' if self._sliced else 'in one run'})."
             )
+            t0, step0 = time.monotonic(), self._said_step
             done = self._train_sliced() if self._sliced else self._train_long(base)
             base = self.trainer._base = None  # the served bf16 base replaces it for the evaluation
+            self._measure_training(time.monotonic() - t0, step0)
             if not done:
                 self.phase = "cancelled"
                 self._say(f"Cancelled at step {self.step}/{self.total}; the checkpoint is kept for Resume.")
@@ -202,6 +208,21 @@ class Run:
             self._say(self.message)
         finally:
             self.queue.leave(self.owner)
+
+    def _measured(self, **figures: float | None) -> None:
+        if self._timings_dir is not None:
+            cfg = self.trainer.config
+            timings.record(self._timings_dir, gpu.detect_hardware().kind, cfg.precision,
+                           self.trainer.model_cfg.base_model, **figures)
+
+    def _measure_training(self, seconds: float, step0: int) -> None:
+        """Seconds per second of training audio per epoch, from this run's own steps (at step cost 1)."""
+        cfg, steps = self.trainer.config, self.step - step0
+        audio_s = sum(t.take.duration for t in self.trainer.train_takes)
+        if steps <= 0 or not self.total or audio_s <= 0:
+            return
+        audio_epochs = audio_s * cfg.epochs * steps / self.total
+        self._measured(train_s_per_audio_s=seconds / audio_epochs / cfg.step_cost_factor())
 
     def _unexpected(self) -> str:
         """The sentence for a failure nobody foresaw: Resume only if there is a checkpoint to resume."""
@@ -456,6 +477,7 @@ def start_run(
         queue=gpu.QUEUE if queue is None else queue,
         checkpoint_every_s=settings.checkpoint_every_s,
         in_space=settings.in_space,
+        timings_dir=Path(settings.data_dir),
     )
     _ACTIVE[owner] = run
     return run.start()
@@ -562,10 +584,12 @@ def find_resumable(settings: Settings, identity: Identity) -> Resumable | None:
 
 
 # --- the estimate shown before starting ----------------------------------------------------------
-def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -> float:
+def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str,
+             measured: timings.Measured | None = None) -> float:
     """GPU minutes (CPU minutes on a CPU) a run should take: training plus both evaluations.
 
-    A planning figure from audio length, epochs and the kind of hardware, not a promise.
+    From audio length, epochs and what a run on this machine measured (`measured`, timings.load);
+    without a measurement, from the planning figures for the kind of hardware. Not a promise.
     """
     kind = hardware if hardware in COMPUTE_S_PER_AUDIO_S else "cpu"
     if n_takes <= 0:
@@ -573,17 +597,17 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str) -
     marks = [split_for(i) for i in range(n_takes)]
     n_train, n_test = marks.count("train"), marks.count("test")
     audio_s = minutes * 60 * n_train / n_takes
-    train_s = (
-        audio_s
-        * config.epochs
-        * COMPUTE_S_PER_AUDIO_S[kind]
-        * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
-        * config.step_cost_factor()
-    )
+    per_audio_s = measured.train_s_per_audio_s if measured else None
+    if per_audio_s is None:
+        per_audio_s = COMPUTE_S_PER_AUDIO_S[kind] * (INT8_SLOWDOWN if config.precision == "8bit" else 1.0)
+    train_s = audio_s * config.epochs * per_audio_s * config.step_cost_factor()
     steps = config.steps_per_epoch(n_train) * config.epochs
     slices = math.ceil(train_s / max(1, config.slice_seconds)) if kind == "zerogpu" else 1
-    overhead_s = slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05
-    eval_s = 2 * n_test * EVAL_S_PER_TAKE[kind]
+    # A measured figure already holds this machine's set-up and per-step overheads.
+    overhead_s = 0.0 if measured and measured.train_s_per_audio_s else (
+        slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05)
+    eval_s = 2 * n_test * (measured.eval_s_per_take if measured and measured.eval_s_per_take
+                           else EVAL_S_PER_TAKE[kind])
     return round((train_s + overhead_s + eval_s) / 60, 1)
 
 

@@ -14,6 +14,13 @@ from voxspace.commit_budget import BudgetConfig
 
 DEFAULT_BASE_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it")  # what Voxtral supports
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "pt": "Portuguese", "hi": "Hindi",
+                  "de": "German", "nl": "Dutch", "it": "Italian"}
+
+
+def language_choices(blank: str | None = None) -> list[tuple[str, str]]:
+    """(name shown, code kept) pairs for a dropdown; `blank` labels an extra "" choice first."""
+    return ([(blank, "")] if blank else []) + [(LANGUAGE_NAMES[c], c) for c in LANGUAGES]
 
 
 def _default_data_dir() -> Path:

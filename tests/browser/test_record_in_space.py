@@ -77,6 +77,15 @@ def test_a_too_short_take_is_explained_and_kept_for_listening(alice, hub):
     pages.record(page, 0.4)
     status = pages.save(page, expect_text="Not saved")
     assert "Traceback" not in status and "Error" not in status
+    assert "player above" in status  # where the take really is
+    # Where the person looks (issue 16: the error sat at y=916 of a 900 px window): inside the window,
+    # and the badge above says the same thing, not "Ready to record".
+    box = page.locator("#take-status .vx-status")
+    expect(box).to_be_in_viewport(ratio=1.0)
+    rect = box.bounding_box()
+    assert rect is not None and rect["y"] >= 0 and rect["y"] + rect["height"] <= 900
+    expect(page.locator("#vx-rec-state")).to_have_attribute("data-state", "rejected")
+    expect(page.locator("#vx-rec-state")).to_contain_text("Not saved")
     assert pages.phrase(page) == text  # same phrase, to record again
     expect(page.locator("#take-audio button.play-pause-button")).to_be_visible()  # take kept
     page.locator("#rerecord-btn").click()
@@ -127,3 +136,17 @@ def test_upload_many_files_shows_what_was_accepted_and_why_not(alice, hub, speec
     expect(table).to_contain_text("rejected: ")
     takes = pages.wait_for_takes(hub, REPO.format("alice"), before + 1)
     assert takes[-1].take.text == "the quick brown fox" and takes[-1].take.source == "upload"
+
+
+def test_leaving_the_page_with_an_unsaved_take_asks_first(mic_browser, space_app, hub):
+    """Issue 16: a reload dropped a recorded, unsaved take without a word."""
+    ctx, page = pages.new_visitor(mic_browser, space_app.url, hub.url, "bob")
+    try:
+        pages.sign_in(page, "bob")
+        pages.record(page, 1.5)
+        page.on("dialog", lambda d: d.accept())
+        with page.expect_event("dialog", timeout=15_000) as asked:
+            page.close(run_before_unload=True)
+        assert asked.value.type == "beforeunload"
+    finally:
+        ctx.close()

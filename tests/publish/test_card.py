@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -122,6 +123,23 @@ def test_loss_curve_is_valid_svg_and_skips_nan():
         loss_svg([(1, float("nan"))])
     with pytest.raises(ValueError):
         loss_svg([])
+
+
+@pytest.mark.parametrize("steps", [2, 3, 5, 7, 40, 137])
+def test_loss_curve_step_labels_are_whole_distinct_and_evenly_spaced(steps):
+    """Issue 16: three steps were labelled "1, 2, 2, 2, 3"."""
+    root = ET.fromstring(loss_svg([(s, 1.0 / s) for s in range(1, steps + 1)]))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    labels = [t for t in root.findall("s:text", ns)
+              if t.get("font-size") == "11" and t.get("text-anchor") == "middle"]  # the step axis
+    values = [int(t.text) for t in labels]
+    assert values == sorted(set(values)) and 1 <= len(values) <= 6
+    assert all(1 <= v <= steps for v in values)
+    xs = [float(t.get("x")) for t in labels]
+    gaps = {round(b - a, 1) for a, b in itertools.pairwise(xs[1:])}  # after a possible first-step label
+    assert len(gaps) <= 1
+    if steps <= 5:
+        assert values == list(range(1, steps + 1))
 
 
 def test_card_files_prefer_the_runs_own_png_and_omit_an_empty_curve(tmp_path):

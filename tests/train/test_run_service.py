@@ -183,3 +183,21 @@ def test_the_estimate_grows_with_the_work_and_is_smaller_on_a_gpu():
     assert gpu_min < run_service.estimate(quick, 200, 20.0, "zerogpu")
     assert run_service.estimate(quick, 50, 5.0, "cuda") < run_service.estimate(quick, 50, 5.0, "cpu")
     assert run_service.estimate(quick, 0, 0.0, "cpu") == 0.0
+
+
+def test_the_estimate_uses_what_this_machine_measured(tmp_path):
+    from voxspace import timings
+    from voxspace.layout import split_for
+
+    assert timings.load(tmp_path, "cpu", "fp32", "m") is None
+    timings.record(tmp_path, "cpu", "fp32", "m", train_s_per_audio_s=0.5, eval_s_per_take=None)
+    timings.record(tmp_path, "cpu", "fp32", "m", eval_s_per_take=2.0)  # a later figure keeps the first
+    measured = timings.load(tmp_path, "cpu", "fp32", "m")
+    assert measured == timings.Measured(train_s_per_audio_s=0.5, eval_s_per_take=2.0)
+    assert timings.load(tmp_path, "cpu", "8bit", "m") is None  # another setup is not this one
+    quick = TrainConfig.quick(precision="fp32")
+    marks = [split_for(i) for i in range(50)]
+    train_audio_s = 5.0 * 60 * marks.count("train") / 50
+    expected = (train_audio_s * quick.epochs * 0.5 + 2 * marks.count("test") * 2.0) / 60
+    assert run_service.estimate(quick, 50, 5.0, "cpu", measured) == round(expected, 1)
+    assert run_service.estimate(quick, 50, 5.0, "cpu", measured) < run_service.estimate(quick, 50, 5.0, "cpu")

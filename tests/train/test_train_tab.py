@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 
 import pytest
 
-from voxspace import run_service
+from voxspace import run_service, timings
 from voxspace.auth import Identity
 from voxspace.store import TakeStore, local_folder
 from voxspace.train import ACOUSTIC_LAYERS
@@ -50,11 +51,21 @@ def test_bad_settings_are_refused_with_a_sentence_and_nothing_starts(sess):
 
 def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
     values = [8, 16, 5e-4, 1, 2, 1, "fp32", 60, True]
+    assert "a first guess" in train.plan(sess, "quick", *values)  # nothing measured on this machine yet
+    t0 = time.monotonic()
     status, start_btn, cancel_btn, _ = train.start(sess, "quick", *values, True)
     assert "Starting" in status and cancel_btn["interactive"] is True
     assert start_btn["interactive"] is False  # one run at a time per person
     final = run_service.wait(run_service.active_run(sess.identity))
+    elapsed = time.monotonic() - t0
     assert final.phase == "done"
+    # The next estimate comes from what this run measured (issue 16: "about 15 CPU minutes" for 20 s).
+    assert "from the speed your last run here measured" in train.plan(sess, "quick", *values)
+    measured = timings.load(sess.settings.data_dir, "cpu", "fp32", sess.settings.base_model)
+    st = sess.store.stats()
+    estimate_s = 60 * run_service.estimate(train.config_from("quick", *values), st.takes, st.minutes, "cpu",
+                                           measured)
+    assert elapsed / 5 < estimate_s < elapsed * 5, (estimate_s, elapsed)
 
     status, bar, curve, log, scores, per_take, start_btn, *_ = train.poll(sess)
     assert "Done" in status and "step 2 of 2" in bar and start_btn["interactive"] is True

@@ -33,7 +33,8 @@ def _show_login_button(settings: Settings) -> bool:
 def build_app(settings: Settings | None = None) -> gr.Blocks:
     settings = settings or Settings.from_env()
     with gr.Blocks(title="VoxSpace") as demo:
-        session = gr.State(None)  # one Session per visitor, built on page load
+        # One Session per visitor, built on page load; a closed page frees its phrase (PhraseClaims).
+        session = gr.State(None, delete_callback=lambda s: s.release() if s is not None else None)
         with gr.Row(elem_id="vx-header", equal_height=True):
             gr.Markdown("# VoxSpace\nTeach speech recognition your own voice: read phrases aloud, "
                         "train, publish.", elem_id="vx-title")

@@ -14,7 +14,7 @@ import gradio as gr
 
 from voxspace import ingest, phrases
 from voxspace.errors import VoxSpaceError
-from voxspace.settings import LANGUAGES
+from voxspace.settings import language_choices
 from voxspace.ui.progress import status_html
 from voxspace.ui.session import Session
 
@@ -115,7 +115,7 @@ def build(session: gr.State, *, on_phrases_changed: tuple) -> None:
                         type="filepath")
         transcripts = gr.File(file_types=[".csv", ".tsv", ".jsonl"], label="Transcripts (csv, tsv or jsonl)",
                               elem_id="upload-transcripts", type="filepath")
-        up_lang = gr.Dropdown(["", *LANGUAGES], value="", label="Language (blank: detect per file)",
+        up_lang = gr.Dropdown(language_choices("Detect it in each file"), value="", label="Language",
                               elem_id="upload-language")
         up_btn = gr.Button("Check and add", elem_id="upload-btn")
         up_status = gr.HTML(elem_id="upload-status")
@@ -133,7 +133,7 @@ def build(session: gr.State, *, on_phrases_changed: tuple) -> None:
             t_col = gr.Textbox("text", label="Transcript column", elem_id="import-text-col")
             l_col = gr.Textbox("", label="Language column (optional)", elem_id="import-lang-col")
         with gr.Row():
-            lang = gr.Dropdown(["", *LANGUAGES], value="", label="Language (if no column)",
+            lang = gr.Dropdown(language_choices("Not set"), value="", label="Language (if no column)",
                                elem_id="import-language")
             config = gr.Textbox("", label="Config (optional)", elem_id="import-config")
             split = gr.Textbox("train", label="Split", elem_id="import-split")

@@ -14,7 +14,7 @@ import gradio as gr
 
 from voxspace import audio
 from voxspace.errors import BadAudio, VoxSpaceError
-from voxspace.settings import LANGUAGES
+from voxspace.settings import LANGUAGES, language_choices
 from voxspace.ui import bulk, handsfree, suggestions
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
@@ -103,8 +103,8 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
         clean = audio.prepare_take(source, sess.settings.limits)
     except BadAudio as e:
         log.info("take rejected: %s", e)
-        return (status_html("rejected", f"{e.user_message} Your take is kept below; press X to record "
-                                        "again."), _phrase(sess), _progress(sess), False)
+        kept = "Your take is still in the player above: listen to it, or press X to record again."
+        return status_html("rejected", f"{e.user_message} {kept}"), _phrase(sess), _progress(sess), False
     phrase = sess.current
     try:
         take = sess.store.save(clean.wav_bytes(), clean.duration, text=phrase.text,
@@ -130,7 +130,7 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
 def build(session: gr.State) -> RecordTab:
     prefs = gr.BrowserState({"language": "en", "size": 40, "keys": True}, storage_key="voxspace-prefs")
     with gr.Row(equal_height=True):
-        language = gr.Dropdown(list(LANGUAGES), value="en", label="Language of the phrases",
+        language = gr.Dropdown(language_choices(), value="en", label="Language of the phrases",
                                elem_id="language", scale=1)
         size = gr.Slider(24, 80, value=40, step=4, label="Phrase text size", elem_id="phrase-size", scale=1)
     with gr.Row(equal_height=True):
@@ -174,7 +174,10 @@ def build(session: gr.State) -> RecordTab:
     take_audio.stop_recording(None, js="() => window.voxspace && voxspace.afterRecording()")
 
     def on_tick(sess: Session | None):
-        return gr.skip() if sess is None else _progress(sess)
+        if sess is None:
+            return gr.skip()
+        sess.keep_claim()  # this page is still open: its phrase stays its own
+        return _progress(sess)
 
     timer.tick(on_tick, [session], [progress], show_progress="hidden")
 

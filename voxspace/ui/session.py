@@ -8,6 +8,7 @@ survives the visitor leaving; only view preferences live in the browser.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -36,6 +37,8 @@ class Session:
     chunks: list[np.ndarray] = field(default_factory=list)  # hands-free capture, float32 mono
     chunk_sr: int = 0
     problem: str | None = None  # why sign-in could not be checked, said on the status line
+    page_id: str = field(default_factory=lambda: secrets.token_hex(8))  # this page, for PhraseClaims
+    claims: phrases.PhraseClaims = field(default=phrases.CLAIMS, repr=False)
     train_shown: object = None  # what the Train tab's last tick sent (ui.train.poll); None: send all
 
     @property
@@ -50,8 +53,29 @@ class Session:
         return [*self.suggested, *(p for p in base if p.phrase_id not in first)]
 
     def advance(self, done_ids: set[str]) -> phrases.Phrase | None:
-        self.current = phrases.next_phrase(self.phrase_list(), done_ids, self.skipped)
+        """The next phrase to read: not done, not shown on another page of this person."""
+        owner = self._claim_owner()
+        taken = self.claims.taken_by_others(owner, self.page_id) if owner else set()
+        self.current = phrases.next_phrase(self.phrase_list(), done_ids, self.skipped, taken)
+        self.keep_claim()
         return self.current
+
+    def _claim_owner(self) -> str | None:
+        """Whose pages share phrases: the signed-in person; locally the one person at this machine;
+        an anonymous visitor of a Space records nothing, so claims nothing."""
+        if self.identity.username:
+            return self.identity.username
+        return None if self.settings.in_space else "local"
+
+    def keep_claim(self) -> None:
+        """Renew this page's claim on its phrase (the Record tab's timer calls it while it is open)."""
+        if owner := self._claim_owner():
+            self.claims.claim(owner, self.page_id, self.current.phrase_id if self.current else None)
+
+    def release(self) -> None:
+        """The page closed: its phrase is free for the person's other pages."""
+        if owner := self._claim_owner():
+            self.claims.claim(owner, self.page_id, None)
 
 
 def start_session(settings: Settings, *, profile: gr.OAuthProfile | None,

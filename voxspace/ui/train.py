@@ -104,12 +104,17 @@ def plan(sess: Session | None, preset: str, *values: Any) -> str:
         cfg = config_from(preset, *values).validate()
     except VoxSpaceError as e:
         return f"Hardware: **{hw.description}**. {e.user_message}"
+    from voxspace import timings
+
     st = sess.store.stats()
-    minutes = run_service.estimate(cfg, st.takes, st.minutes, hw.kind)
+    measured = timings.load(sess.settings.data_dir, hw.kind, cfg.precision, sess.settings.base_model)
+    minutes = run_service.estimate(cfg, st.takes, st.minutes, hw.kind, measured)
     unit = "CPU minutes" if hw.kind == "cpu" else "GPU minutes"
+    basis = (" (from the speed your last run here measured)" if measured else
+             " (a first guess: your first run here measures this machine's speed)")
     quota = (" A free account gets 5 ZeroGPU minutes a day (PRO: 40); the run resumes the next day if it "
              "runs out." if hw.kind == "zerogpu" else "")
-    return (f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**."
+    return (f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**{basis}."
             f"{acoustic_note(cfg)}{quota}")
 
 
@@ -429,10 +434,11 @@ def build(session: gr.State) -> TrainTab:
     bar = gr.HTML(elem_id="train-progress")
     curve = gr.HTML(NO_CURVE, label="Training loss", elem_id="train-loss")
     log_box = gr.Textbox(label="Latest log lines", lines=6, interactive=False, elem_id="train-log")
+    # wrap=True: long transcripts wrap in their cells, so the Fine-tuned column stays on screen.
     scores = gr.Dataframe(headers=EVAL_HEADERS, label="Error rate on the held-out takes", interactive=False,
-                          elem_id="train-scores")
+                          elem_id="train-scores", wrap=True)
     per_take = gr.Dataframe(headers=TAKE_HEADERS, label="Each held-out take", interactive=False,
-                            elem_id="train-per-take")
+                            elem_id="train-per-take", wrap=True, column_widths=["12%", "29%", "29%", "30%"])
     with gr.Row():
         dash_btn = gr.Button("Show the training dashboard link", elem_id="train-dashboard")
         dash = gr.Markdown(elem_id="train-dashboard-link")

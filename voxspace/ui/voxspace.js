@@ -51,7 +51,8 @@
     const el = byId("vx-rec-state");
     if (!el) return;
     el.dataset.state = kind;
-    el.querySelector(".vx-shape").textContent = { recording: "●", finishing: "◐", ready: "▶", paused: "❚❚" }[kind] || "▶";
+    el.querySelector(".vx-shape").textContent = { recording: "●", finishing: "◐", ready: "▶", paused: "❚❚",
+                                                  saving: "◐", rejected: "✗" }[kind] || "▶";
     el.querySelector(".vx-state-text").textContent = text;
   }
 
@@ -92,13 +93,25 @@
 
   // Between Stop and the end of the take's upload the player already plays, but the server has
   // no take yet: a Save pressed then waits for the upload instead of answering "nothing recorded".
+  // Save pressed while still recording stops the recording first (with its tail) and then saves,
+  // instead of answering "nothing recorded yet" while the recorder still runs.
   document.addEventListener("click", (e) => {
-    if (!state.uploading || state.bypass || !e.target.closest || !e.target.closest("#save-btn")) return;
+    if (state.bypass || !e.target.closest || !e.target.closest("#save-btn")) return;
+    const stop = stopButton(byId("take-audio"));
+    if (!state.uploading && !stop) return;
     e.preventDefault();
     e.stopImmediatePropagation();
     state.saveQueued = true;
+    if (stop) stopWithTail(stop);
     announce("Saving as soon as the recording has finished uploading.");
   }, true);
+
+  // A recorded take not saved yet: the browser asks before the page is closed or reloaded.
+  window.addEventListener("beforeunload", (e) => {
+    if (document.body.dataset.vxTake !== "ready" && !state.rec && !state.uploading) return;
+    e.preventDefault();
+    e.returnValue = "Your take is not saved yet.";
+  });
 
   const actions = {
     r() {
@@ -144,11 +157,36 @@
         badge("recording", "Recording. Press R to stop.");
         announce("Recording");
       }
-      else if (!state.tail && !state.handsFree) badge("ready", "Stopped. S saves, P plays, X records again.");
+      else if (state.handsFree) badge("saving", "Checking and saving the take…");
+      else if (!state.tail) badge("ready", "Stopped. S saves, P plays, X records again.");
     }
     const status = spokenText(byId("take-status"));
-    if (status && status !== state.status) { state.status = status; announce(status); }
+    if (status && status !== state.status) {
+      state.status = status;
+      announce(status);
+      intoView(byId("take-status"));
+    }
+    // The badge never says "Ready" over a take that was just refused: it says what the status says.
+    const refused = byId("take-status")?.querySelector("[data-state=rejected]");
+    if (refused && !state.rec && !state.tail && byId("vx-rec-state")?.dataset.state === "ready") {
+      badge("rejected", "Not saved: listen to it, or press X to record again");
+    }
+    // Every other result line (training, publishing, imports): in view and read out when it ends.
+    document.querySelectorAll(".vx-status").forEach((el) => {
+      if (el.closest("#take-status")) return;
+      const kind = el.dataset.state, text = spokenText(el);
+      if (!["done", "error", "saved", "rejected"].includes(kind) || el.dataset.vxSaid === text) return;
+      el.dataset.vxSaid = text;
+      announce(text);
+      intoView(el);
+    });
   }, 150);
+
+  function intoView(el) { // only when some of it is outside the window: never a jump for nothing
+    if (!el || !shown(el)) return;
+    const r = el.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({ block: "nearest", behavior: "auto" });
+  }
 
   function countdown(seconds) {
     clearTimeout(state.timer);
@@ -177,6 +215,7 @@
     setShortcuts(on) { state.keys = !!on; },
     restore(size, keys) { this.setPhraseSize(size); this.setShortcuts(keys); },
     focusRecord() {
+      delete document.body.dataset.vxTake; // the player was cleared (skip, record again, saved)
       badge("ready", "Ready to record");
       waitFor(() => recordButton(recorder()), 5000).then(focusEl);
     },
@@ -209,6 +248,7 @@
         badge("paused", "Paused for a rest. Press R to go on.");
         return;
       }
+      badge("ready", "Next phrase: recording starts after the countdown");
       countdown(seconds);
     },
     vadSignal(value) {
