@@ -51,6 +51,12 @@ def test_a_quick_tiny_run_from_the_train_tab_shows_progress_and_the_wer_table(
         expect(scores).to_contain_text("Word error rate (WER)")
         expect(scores).to_contain_text("%")
         expect(page.locator("#train-per-take")).to_contain_text(TEXTS[1])  # a held-out reference
+        # The table fits the window (issue 16: the Fine-tuned column sat off-screen): long
+        # transcripts wrap instead of pushing columns sideways.
+        header = page.locator("#train-per-take").get_by_text("Fine-tuned").first
+        expect(header).to_be_visible()
+        rect = header.bounding_box()
+        assert rect is not None and rect["x"] + rect["width"] <= page.viewport_size["width"]
         expect(page.get_by_role("button", name="Start training")).to_be_enabled()
         for p in (second, page):  # the other tab, and a reload, show the same finished run
             if p is page:

@@ -26,5 +26,6 @@ def test_one_line_per_step_and_no_repeated_banners(takes_dir, tiny_voxtral_dir, 
     assert not any("Trackio" in line or "Run finished" in line for line in lines + captured.err.splitlines())
     assert "Traceback" not in captured.err and "FutureWarning" not in captured.err
     log = (out / "train.log").read_text()
-    assert "step 6/6" in log and "Trackio project initialized" in log  # the banner once, in the log
-    assert log.count("Run finished. Uploading logs") <= 1
+    assert "step 6/6" in log
+    # trackio's banner goes to the log, each line once per process (an earlier run may have said it)
+    assert log.count("Trackio project initialized") <= 1 and log.count("Run finished. Uploading logs") <= 1
