@@ -15,7 +15,7 @@ import gradio as gr
 from voxspace import audio
 from voxspace.errors import BadAudio, VoxSpaceError
 from voxspace.settings import LANGUAGES, language_choices
-from voxspace.ui import bulk, handsfree, suggestions
+from voxspace.ui import bulk, handsfree, spontaneous, suggestions
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
 
@@ -151,6 +151,7 @@ def build(session: gr.State) -> RecordTab:
     handsfree.build(session, toggle=hf_on, outputs_after_save=(status, phrase, progress, take_audio),
                     save_take=save_take)
     gr.HTML(SHORTCUTS_HTML, elem_id="shortcuts-help")
+    spontaneous.build(session)
     bulk.build(session, on_phrases_changed=(refresh, [session, language], [phrase, progress, status]))
 
     # --- the manual loop -----------------------------------------------------------------------
