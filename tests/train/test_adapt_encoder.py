@@ -181,3 +181,18 @@ def test_the_run_says_which_parts_were_adapted():
     assert "language model only" in describe_adaptation(0)
     text = describe_adaptation(4, 32)
     assert "top 4 of 32 audio-encoder layers" in text and "projector" in text
+
+
+def test_gradient_checkpointing_with_the_encoder_option_learns_the_same_weights(tmp_path, takes_dir, base):
+    """Switched on by itself on a small GPU: it must reach the adapted encoder layers unchanged."""
+    runs, model = {}, base[0]
+    for on in (False, True):
+        config = TrainConfig(**ADAPT, gradient_checkpointing=on)
+        trainer = Trainer(tmp_path / str(on), config, takes_dir, base=(model, base[1])).setup()
+        trainer.train_slice(budget_s=1e9, max_steps=2)
+        runs[on] = adapter_weights(tmp_path / str(on))
+        model = trainer.close()
+        model.activation_checkpointing_disable()
+    assert any("audio_tower.layers.1" in k for k in runs[True])
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, rtol=1e-5, atol=1e-6, msg=k)
