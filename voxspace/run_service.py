@@ -26,7 +26,7 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -550,6 +550,11 @@ class Resumable:
     step: int
     total: int
     on_hub_only: bool  # the local folder is gone (a Space restart): start_run(resume=True) pulls it
+    pinned: frozenset[str] = frozenset()  # the run's own take ids (voxspace.pinning); empty if unknown
+
+    def new_takes(self, take_ids: Iterable[str]) -> int:
+        """How many of `take_ids` (the person's takes now) this run does not use: they wait."""
+        return sum(1 for i in take_ids if i not in self.pinned) if self.pinned else 0
 
     def describe(self) -> str:
         where = "saved in your model repo" if self.on_hub_only else "saved on this machine"
@@ -569,7 +574,7 @@ def find_resumable(settings: Settings, identity: Identity) -> Resumable | None:
         record = RunRecord.load(d) if (d / SUMMARY).is_file() else None
         evaluated = record is not None and record.eval is not None and record.eval.wer_after is not None
         if state["step"] < state["total_steps"] or not evaluated:
-            return Resumable(d, state["step"], state["total_steps"], on_hub_only=False)
+            return Resumable(d, state["step"], state["total_steps"], on_hub_only=False, pinned=_pinned(state))
     repo = checkpoint_repo(identity)
     if repo is None:
         return None
@@ -580,7 +585,15 @@ def find_resumable(settings: Settings, identity: Identity) -> Resumable | None:
         return None
     if state is None or state["step"] >= state["total_steps"]:
         return None
-    return Resumable(root / f"restored-step-{state['step']}", state["step"], state["total_steps"], True)
+    return Resumable(root / f"restored-step-{state['step']}", state["step"], state["total_steps"], True,
+                     pinned=_pinned(state))
+
+
+def _pinned(state: dict[str, Any]) -> frozenset[str]:
+    from voxspace.pinning import TakePins
+
+    pins = TakePins.from_dict(state.get("takes"))
+    return frozenset(pins.ids) if pins else frozenset()
 
 
 # --- the estimate shown before starting ----------------------------------------------------------

@@ -155,3 +155,20 @@ def test_a_before_report_of_another_precision_is_measured_again(tmp_path, data, 
     report.base_precision = "8bit"
     again = ev.evaluate_run(model, processor, test, before=report, max_new_tokens=2)
     assert calls == [1] and again.base_precision == "fp32"
+
+
+def test_resume_offer_counts_the_takes_that_wait_for_the_next_run(tmp_path, data, base):
+    from voxspace import run_service
+    from voxspace.auth import Identity
+    from voxspace.settings import Settings
+
+    settings, nobody = Settings(data_dir=tmp_path / "voxspace-data"), Identity(None)
+    run = run_service.runs_root(settings, nobody) / "run-1"
+    trainer = Trainer(run, TrainConfig.quick(batch_size=1), data, base=base)
+    trainer.train_slice(max_steps=1)
+    trainer.close()
+    found = run_service.find_resumable(settings, nobody)
+    assert found is not None and found.run_dir == run
+    assert found.pinned == {t.take.take_id for t in trainer.train_takes + trainer.test_takes}
+    assert found.new_takes([*found.pinned, "t006", "t007"]) == 2
+    assert run_service.Resumable(run, 1, 2, False).new_takes(["t006"]) == 0  # a run from before pins

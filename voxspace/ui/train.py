@@ -125,8 +125,11 @@ def _idle_buttons(sess: Session | None) -> tuple[Any, Any, Any]:
     found = None
     if sess is not None and sess.store is not None:
         found = run_service.find_resumable(sess.settings, sess.identity)
-    resume = (gr.update(visible=True, value=f"Resume (step {found.step} of {found.total})")
-              if found else gr.update(visible=False))
+    resume = gr.update(visible=False)
+    if found:
+        new = found.new_takes(t.take_id for t in sess.store.takes())
+        wait = f"; {new} newer take{'s' if new != 1 else ''} wait for the next run" if new else ""
+        resume = gr.update(visible=True, value=f"Resume (step {found.step} of {found.total}){wait}")
     return gr.update(interactive=True), gr.update(interactive=False), resume
 
 
