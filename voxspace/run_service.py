@@ -550,7 +550,8 @@ class Resumable:
     step: int
     total: int
     on_hub_only: bool  # the local folder is gone (a Space restart): start_run(resume=True) pulls it
-    pinned: frozenset[str] = frozenset()  # the run's own take ids (voxspace.pinning); empty if unknown
+    # the run's own take ids (voxspace.pinning; empty if unknown): extra detail, not part of its identity
+    pinned: frozenset[str] = field(default=frozenset(), compare=False)
 
     def new_takes(self, take_ids: Iterable[str]) -> int:
         """How many of `take_ids` (the person's takes now) this run does not use: they wait."""
