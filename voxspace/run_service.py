@@ -38,7 +38,7 @@ from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
 from voxspace.layout import split_for
-from voxspace.model import ModelConfig, check_base_model, served_config
+from voxspace.model import ModelConfig, check_base_model, describe_adaptation, served_config
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
 from voxspace.tracking import TrackioTracker
@@ -181,6 +181,10 @@ class Run:
                 f"Training on {len(self.trainer.train_takes)} takes "
                 f"({'in GPU slices' if self._sliced else 'in one run'})."
             )
+            if n := self.trainer.config.adapt_encoder:
+                extra = round(100 * (self.trainer.config.step_cost_factor() - 1))
+                self._say(f"Acoustic adaptation: LoRA on {describe_adaptation(n)}; each step takes about "
+                          f"{extra}% longer.")
             t0, step0 = time.monotonic(), self._said_step
             done = self._train_sliced() if self._sliced else self._train_long(base)
             base = self.trainer._base = None  # the served bf16 base replaces it for the evaluation

@@ -54,6 +54,8 @@ def test_both_runs_are_scored_and_the_better_is_kept(settings, tmp_path):
     )
     assert [p.name for p in root.iterdir()] == [result.kept.split("/")[-1]]  # the other run is gone
     assert sum("Measuring the base model" in line for line in lines) == 1  # measured once
+    said = [line for line in lines if line.startswith("Acoustic adaptation:")]
+    assert len(said) == 1 and "top 1 audio-encoder layer" in said[0] and "% longer" in said[0]
     assert "Kept the run" in lines[-1] and f"{100 * result.wer_with:.1f}%" in lines[-1]
 
 
