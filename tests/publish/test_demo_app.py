@@ -136,3 +136,35 @@ def test_demo_with_a_missing_adapter_shows_the_error_and_transcribes_nothing(hub
         with pytest.raises(AppError, match="Could not load the fine-tuned adapter") as e:
             client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
     assert "ADAPTER_READ_TOKEN" in str(e.value)  # tells the owner how to fix a private adapter
+
+
+def test_demo_serves_an_adapter_that_changes_the_audio_encoder(hub, hub_models, hub_tokens, tmp_path,
+                                                               speech_wav, tiny_model_dir):
+    """An adapter made with the encoder option (issue 15): only its encoder and projector LoRA are
+    non-zero, so a transcription that differs from the base's proves the demo applied them."""
+    import torch
+    from gradio_client import Client, handle_file
+    from huggingface_hub import HfApi
+    from transformers import VoxtralForConditionalGeneration
+
+    from voxspace.model import LoraSettings, attach_lora
+
+    torch.manual_seed(0)
+    model = attach_lora(VoxtralForConditionalGeneration.from_pretrained(tiny_model_dir),
+                        LoraSettings(rank=4, alpha=8, encoder_layers=1))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name and ("audio_tower" in name or "multi_modal_projector" in name):
+                p.normal_(0, 0.5)
+    folder = tmp_path / "encoder-adapter"
+    model.save_pretrained(folder)
+    repo = "alice/publish-tiny-encoder-adapter"
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo(repo, exist_ok=True)
+    api.upload_folder(repo_id=repo, folder_path=folder)
+    expected = _expected(tiny_model_dir, folder, speech_wav)
+    assert expected[0] != expected[1]  # the encoder LoRA alone changes what is transcribed
+    with demo_app(hub, tmp_path, ADAPTER_ID=repo, BASE_MODEL_ID=hub_models["base"]) as (url, _):
+        client = Client(url, verbose=False)
+        served = client.predict(handle_file(str(speech_wav)), "en", api_name="/transcribe")
+    assert tuple(served) == expected
