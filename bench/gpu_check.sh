@@ -15,7 +15,10 @@
 #            whole-run budget for 50 / 500 / 5000 takes
 #   zerogpu  (<= 70 s) bf16 with passes fitted on a 48 GiB card (a ZeroGPU `large` slice), 2 rounds
 #   levers   (<= 60 s, only with GPU_CHECK_LEVERS=1) the other levers, 1 round
-# Extra arguments for every part: BENCH_ARGS (e.g. "--steps 4"). Timeouts: CORE_S, ZEROGPU_S, LEVERS_S.
+#   adapt    (<= 120 s, only with GPU_CHECK_ADAPT=1) the encoder option (issue 15): LoRA also on the
+#            top 4 / 8 encoder layers (lower ones cached) and on all 32 with no cache, 2 rounds
+# Extra arguments for every part: BENCH_ARGS (e.g. "--steps 4"). Timeouts: CORE_S, ZEROGPU_S, LEVERS_S,
+# ADAPT_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench/out}"
@@ -61,5 +64,9 @@ part zerogpu "${ZEROGPU_S:-70}" --variants -8bit --gpu-memory-gib 48 --repeats 2
 if [ "${GPU_CHECK_LEVERS:-0}" = 1 ]; then
   part levers "${LEVERS_S:-60}" --repeats 1 --steps 3 --eval-repeats 0 \
     --variants default,-encoder_cache,-length_batching,-label_logits_only,-lm_only_lora,-batch_4x1,+grad_ckpt
+fi
+if [ "${GPU_CHECK_ADAPT:-0}" = 1 ]; then
+  part adapt "${ADAPT_S:-120}" --repeats 2 --steps 3 --eval-repeats 0 \
+    --variants default,+adapt_enc_4,+adapt_enc_8,+adapt_enc_all_nocache
 fi
 exit "$rc"
