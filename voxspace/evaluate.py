@@ -291,6 +291,10 @@ def format_report(report: EvalReport) -> str:
         + (f"  ({100 * change:+.0f}% relative)" if change is not None else ""),
         f"CER  before {pct(report.cer_before)}  after {pct(report.cer_after)}",
     ]
+    if report.base_precision:
+        lines.append(f"base model loaded in {report.base_precision}")
+    if warning := report.not_better_sentence():
+        lines.append(f"warning: {warning}")
     for row in report.per_take:
         lines.append(
             f"  {row.take_id}: ref={row.reference!r} base={row.base!r}"

@@ -123,3 +123,15 @@ def test_the_evaluation_transcribes_what_the_demo_and_the_snippet_would(tmp_path
         out = model.generate(**inputs, max_new_tokens=token_limit(take.take.duration), do_sample=False)
     served = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
     assert served.strip() and report.per_take[0].finetuned == served.strip()
+
+
+def test_the_printed_report_names_the_precision_and_warns_when_not_better():
+    from voxspace.evaluate import format_report
+    from voxspace.run_record import EvalReport
+
+    better = EvalReport(n_takes=3, wer_before=0.4, cer_before=0.2, wer_after=0.1, cer_after=0.05,
+                        base_precision="bf16")
+    text = format_report(better)
+    assert "base model loaded in bf16" in text and "warning" not in text
+    worse = EvalReport(n_takes=3, wer_before=0.4, cer_before=0.2, wer_after=0.4, cer_after=0.2)
+    assert "warning: The fine-tuned model is not better than the base model" in format_report(worse)
