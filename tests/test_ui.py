@@ -267,3 +267,17 @@ def test_importing_from_a_hub_that_cannot_be_reached_says_so_at_once(space_setti
                                    progress=lambda *a, **k: None)
     assert time.monotonic() - t0 < 10 and table == []
     assert "Error" in status and "Couldn&#x27;t reach the Hugging Face Hub to read alice/ui-clips" in status
+
+
+def test_language_menus_show_names_and_keep_codes(hub_settings):
+    """Issue 16: the dropdowns showed "en", "hi"; a person picks "English", the code stays the value."""
+    from voxspace.ui.app import build_app
+
+    demo = build_app(hub_settings)
+    menus = {c.elem_id: c for c in demo.blocks.values() if isinstance(c, gr.Dropdown)}
+    assert menus["language"].choices[:2] == [("English", "en"), ("Spanish", "es")]
+    assert menus["language"].value == "en"
+    assert ("Hindi", "hi") in menus["language"].choices
+    assert all(name != code for name, code in menus["language"].choices)
+    assert menus["upload-language"].choices[0] == ("Detect it in each file", "")
+    assert ("German", "de") in menus["import-language"].choices
