@@ -24,7 +24,8 @@ def language_choices(blank: str | None = None) -> list[tuple[str, str]]:
 
 
 def _default_data_dir() -> Path:
-    # A Space with persistent storage mounts /data; otherwise a folder in the user's home.
+    # A Space with a Storage Bucket mounted at /data keeps pending takes there (voxspace.storage);
+    # otherwise a folder in the user's home (a Space's own disk: wiped on restart).
     if os.environ.get("SPACE_ID") and Path("/data").is_dir():
         return Path("/data/voxspace")
     return Path.home() / ".voxspace"
@@ -54,6 +55,7 @@ class Settings:
     slice_cap_s: int = 120  # longest single ZeroGPU call we ask for
     checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
     commit_budget: BudgetConfig = field(default_factory=BudgetConfig)  # per repo, under the Hub's limit
+    storage: str = ""  # "bucket" | "ephemeral" | "local" overrides voxspace.storage's guess
     limits: Limits = field(default_factory=Limits)
     jobs_image: str | None = None  # the Space image a Hugging Face Job runs (default: this Space's)
 
@@ -79,6 +81,8 @@ class Settings:
             kw["slice_cap_s"] = int(v)
         if v := env.get("VOXSPACE_CHECKPOINT_EVERY_S"):
             kw["checkpoint_every_s"] = float(v)
+        if v := env.get("VOXSPACE_STORAGE"):
+            kw["storage"] = v.strip().lower()
         if v := env.get("VOXSPACE_PUSH_RETRY_MAX_S"):
             kw["push_retry_max_s"] = float(v)
         if v := env.get("VOXSPACE_JOBS_IMAGE"):

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from voxspace import storage
 from voxspace.auth import Identity, resolve_identity
 from voxspace.commit_budget import CommitBudget
 from voxspace.errors import AuthError, BadInput, DuplicateTake, RateLimited, VoxSpaceError
@@ -90,6 +91,7 @@ class StoreStats:
     next_push_s: float | None = None  # seconds until pending takes go up (None: nothing waiting)
     pushed_by_pid: int | None = None  # another process owns this spool and pushes these takes
     notice: str | None = None  # something the person should know that is not a failure
+    survives_restart: bool = True  # False: a Space's own disk, wiped on restart (voxspace.storage)
 
 
 def local_folder(settings: Settings) -> Path:
@@ -204,6 +206,7 @@ class TakeStore:
         self._thread: threading.Thread | None = None
         self._resume_lock = threading.Lock()
         self._budget = CommitBudget(settings.commit_budget)
+        self.storage = storage.detect(settings)
         self._retry_at = 0.0  # time.monotonic() before which a failed push is not tried again
         self._pusher = SpoolLock(owner_dir / "pusher.lock")
         if not self.local_only and self._pusher.try_acquire():
@@ -285,26 +288,35 @@ class TakeStore:
                 self._known[take_id] = self._spooled.pop(take_id)
             self._changed.notify_all()
 
-    def _check_duplicate(self, fingerprint: str) -> None:
-        for take in self._all():
-            if fingerprint_of(take.take_id) == fingerprint:
-                when = time.strftime("%d %B %Y at %H:%M", time.localtime(take.created_at))
-                raise DuplicateTake(f"This audio is already stored as take {take.seq + 1} (“{take.text}”, "
-                                    f"saved {when}); it was not saved again.", take_id=take.take_id)
+    def _same_audio(self, fingerprint: str) -> Take | None:
+        return next((t for t in self._all() if fingerprint_of(t.take_id) == fingerprint), None)
 
     # --- recording ------------------------------------------------------------------------------
     def save(self, wav_bytes: bytes, duration: float, *, text: str, language: str, phrase_id: str,
-             source: str = "mic") -> Take:
+             source: str = "mic", duplicates: str = "auto") -> Take:
         """Store one prepared take (16 kHz mono 16-bit WAV) durably and return it: the acknowledgement.
-        The push to the Hub happens in the background."""
+        The push to the Hub happens in the background.
+
+        `duplicates` says what audio this person already has means (DuplicateTake names the take):
+        "refuse" it (the default for files: upload, import, CLI); "resend": refuse it only with the
+        same text (a browser sending a kept take again); "allow" (the default for a live microphone
+        take, new audio by nature: only a replayed test microphone could match)."""
         _check_take_input(wav_bytes, duration, text, language)
         fingerprint = audio_fingerprint(wav_bytes)
+        if duplicates == "auto":
+            duplicates = "allow" if source == "mic" else "refuse"
         with critical(self._critical):  # one seq per take, whichever process saves it
             self._refresh_from_disk()
             with self._lock:
-                self._check_duplicate(fingerprint)
+                same = self._same_audio(fingerprint)
+                if same is not None and (duplicates == "refuse"
+                                         or (duplicates == "resend" and same.text == text.strip())):
+                    raise _duplicate(same)
                 seq = 1 + max((t.seq for t in self._all()), default=-1)
-                take = Take(take_id=new_take_id(fingerprint), text=text.strip(), language=language or "",
+                # A second take of the same audio (allowed from the microphone) gets a random suffix,
+                # so ids stay unique; the first one already names that audio.
+                take = Take(take_id=new_take_id(None if same else fingerprint), text=text.strip(),
+                            language=language or "",
                             duration=round(float(duration), 3), phrase_id=phrase_id or "",
                             split=split_for(seq), seq=seq, created_at=time.time(), source=source)
                 write_take_durably(self.root, take, bytes(wav_bytes))
@@ -358,7 +370,16 @@ class TakeStore:
                 location=str(self.root) if self.local_only else self.repo_id,
                 next_push_s=round(self._due_in_s(), 1) if self._spooled and self.is_pusher else None,
                 pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid(),
-                notice=self._notice)
+                notice=self._notice, survives_restart=self.storage.survives_restart)
+
+    def safe_take_ids(self, take_ids: set[str]) -> set[str]:
+        """Those of `take_ids` that no restart can lose: on the Hub (or, local-only, in the folder), or
+        waiting on a disk that survives restarts (voxspace.storage)."""
+        with self._lock:
+            safe = {t for t in take_ids if t in self._known}
+            if self.storage.survives_restart:
+                safe |= {t for t in take_ids if t in self._spooled}
+            return safe
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every spooled take is on the Hub; False if some are still pending."""
@@ -553,6 +574,12 @@ class TakeStore:
                     self._last_error = err.user_message
                     self._changed.notify_all()
                 log.warning("push to %s failed (%d in a row): %s", self.repo_id, failures, err)
+
+
+def _duplicate(take: Take) -> DuplicateTake:
+    when = time.strftime("%d %B %Y at %H:%M", time.localtime(take.created_at))
+    return DuplicateTake(f"This audio is already stored as take {take.seq + 1} (“{take.text}”, saved "
+                         f"{when}); it was not saved again.", take_id=take.take_id)
 
 
 def _waiting_sentence(retry_after_s: float) -> str:

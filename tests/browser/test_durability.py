@@ -57,3 +57,60 @@ def test_acknowledged_takes_survive_sigkill_before_the_push(mic_browser, hub, hu
     finally:
         hub.allow_writes()
         app.stop()
+
+
+def test_a_space_without_storage_loses_nothing_the_browser_sends_kept_takes_again(
+    mic_browser, hub, hub_tokens, tmp_path
+):
+    """No mounted bucket: the app is killed AND its disk wiped while takes wait for the Hub; the
+    same browser, reloaded, sends them again (IndexedDB), and forgets them once the Hub has them."""
+    import shutil
+    import time
+
+    env = {**space_env(hub, tmp_path), "VOXSPACE_STORAGE": "ephemeral"}
+    # The fake microphone replays its file identically in every new browser context, so the takes
+    # of the tests above are the same audio as ours: start from an empty repo, or the re-send
+    # would rightly be recognised as audio the repo already holds.
+    hub.delete_repo(REPO, "dataset")
+    app = AppServer(env, tmp_path).start()
+    try:
+        ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, USER)
+        pages.sign_in(page, USER)
+        expect(page.locator("#identity-status")).to_contain_text("your browser keeps a copy")
+        before = {t.take.take_id for t in pages.takes_in_repo(hub, REPO)}
+        hub.refuse_writes()
+        read = []
+        for i in range(2):
+            read.append(pages.phrase(page))
+            pages.record(page, 2.0 + 0.4 * i)  # the fake microphone restarts its file: vary the length
+            pages.save(page)
+            expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])
+        expect(page.locator("#progress")).to_contain_text("your browser keeps a copy")
+        assert page.evaluate("voxspace.keptCount()") == 2
+        app.kill()
+        shutil.rmtree(app.data_dir)  # the Space's own disk is gone with the restart
+        hub.allow_writes()
+        app.start()
+        # The same browser (the same IndexedDB), signing in to the restarted Space afresh.
+        ctx.clear_cookies()
+        ctx.add_cookies([{"name": "hub_user", "value": USER, "url": hub.url}])
+        page.goto(app.url)
+        expect(page.locator("#phrase .vx-phrase-text")).to_be_visible()
+        page.get_by_role("button", name="Sign in with Hugging Face").click()
+        expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}", timeout=60_000)
+        expect(page.locator("#take-status")).to_contain_text("saved again", timeout=60_000)
+        takes = pages.wait_for_takes(hub, REPO, len(before) + 2)
+        new = [t.take.text for t in takes if t.take.take_id not in before]
+        assert sorted(new) == sorted(read), app.log()
+        deadline = time.monotonic() + 30
+        while page.evaluate("voxspace.keptCount()") and time.monotonic() < deadline:
+            time.sleep(0.5)  # the 2 s progress tick carries the receipts
+        assert page.evaluate("voxspace.keptCount()") == 0
+        page.goto(app.url)  # nothing kept any more: nothing is sent again, nothing stored twice
+        expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}")
+        page.wait_for_timeout(3000)
+        assert len(pages.takes_in_repo(hub, REPO)) == len(before) + 2
+        ctx.close()
+    finally:
+        hub.allow_writes()
+        app.stop()

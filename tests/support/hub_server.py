@@ -336,6 +336,9 @@ class HubServer(JobsMixin):
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
         self._thread.start()
+        # The OpenID signing key takes seconds to make on a loaded machine: make it now, not inside
+        # the first sign-in's token request (whose client gives up after 5 s).
+        threading.Thread(target=self._signing_key, name="hub-signing-key", daemon=True).start()
         return self.url
 
     def stop(self) -> None:

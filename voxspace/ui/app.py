@@ -61,6 +61,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         demo.load(_start, inputs=None, outputs=[session, status], show_progress="hidden").then(
             rec.on_load, rec.load_inputs, rec.load_outputs, show_progress="hidden").then(
             None, rec.load_js_inputs, None, js=rec.load_js).then(
+            rec.resend, rec.resend_inputs, rec.resend_outputs, js=rec.resend_js, show_progress="hidden").then(
             next_up.refresh, next_up.inputs, next_up.outputs, show_progress="hidden")
     return demo
 

@@ -35,21 +35,23 @@ def _when(seconds: float) -> str:
 
 
 def hub_line(pending: int, last_error: str | None, repo_id: str | None,
-             next_push_s: float | None = None) -> str:
+             next_push_s: float | None = None, survives_restart: bool = True) -> str:
     if repo_id is None:
         return "Kept in the local folder (not pushed anywhere)."
     if pending == 0:
         return f"↑ All takes are on the Hub, in {escape(repo_id)}."
     going = f" (next upload {_when(next_push_s)})" if next_push_s is not None else ""
-    line = (f"↑ {pending} take{'s' if pending != 1 else ''} waiting to upload{going}; "
-            "they are safe on this machine.")
+    safe = ("they are safe on this machine." if survives_restart
+            else "your browser keeps a copy until they are on the Hub.")
+    line = f"↑ {pending} take{'s' if pending != 1 else ''} waiting to upload{going}; {safe}"
     if last_error:
         line += f" Last upload attempt: {escape(last_error)} We keep retrying."
     return line
 
 
 def progress_html(*, takes: int, minutes: float, pending: int, last_error: str | None,
-                  repo_id: str | None, next_push_s: float | None = None, notice: str | None = None) -> str:
+                  repo_id: str | None, next_push_s: float | None = None, notice: str | None = None,
+                  survives_restart: bool = True) -> str:
     share = min(1.0, takes / MILESTONES[0][0]) if takes < MILESTONES[0][0] else min(
         1.0, takes / MILESTONES[-1][0])
     goal = next((g for g, _ in MILESTONES if takes < g), MILESTONES[-1][0])
@@ -60,7 +62,7 @@ def progress_html(*, takes: int, minutes: float, pending: int, last_error: str |
         f'<progress max="{goal}" value="{min(takes, goal)}" aria-label="Takes toward the next milestone">'
         f"{share:.0%}</progress>"
         f'<p class="vx-milestone">{escape(milestone_line(takes))}</p>'
-        f'<p class="vx-hub">{hub_line(pending, last_error, repo_id, next_push_s)}</p>'
+        f'<p class="vx-hub">{hub_line(pending, last_error, repo_id, next_push_s, survives_restart)}</p>'
         + (f'<p class="vx-notice"><span aria-hidden="true">ℹ</span> {escape(notice)}</p>' if notice else "")
         + "</div>"
     )
@@ -83,12 +85,14 @@ LOADING_PHRASE = ('<div class="vx-phrase vx-loading"><p class="vx-phrase-label">
                   "</p></div>")
 
 
-def phrase_html(text: str | None, language: str = "") -> str:
+def phrase_html(text: str | None, language: str = "", phrase_id: str = "") -> str:
+    """The phrase to read; `phrase_id` rides along so the browser can keep it with the take."""
     if text is None:
         return ('<div class="vx-phrase"><p class="vx-phrase-text">You have read every phrase in this '
                 "list. Add your own phrases below, or pick another language.</p></div>")
     return ('<div class="vx-phrase"><p class="vx-phrase-label">Read this aloud:</p>'
-            f'<p class="vx-phrase-text" lang="{escape(language)}">{escape(text)}</p></div>')
+            f'<p class="vx-phrase-text" lang="{escape(language)}" data-phrase-id="{escape(phrase_id)}">'
+            f"{escape(text)}</p></div>")
 
 
 def rest_reminder(spoken_s: float) -> str | None:

@@ -13,9 +13,9 @@ from typing import Any
 import gradio as gr
 
 from voxspace import audio
-from voxspace.errors import BadAudio, VoxSpaceError
+from voxspace.errors import BadAudio, DuplicateTake, VoxSpaceError
 from voxspace.settings import LANGUAGES, language_choices
-from voxspace.ui import bulk, handsfree, spontaneous, suggestions
+from voxspace.ui import bulk, handsfree, spontaneous, suggestions, unsent
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
 from voxspace.ui.session import Session
 
@@ -54,6 +54,10 @@ class RecordTab:
     load_js_inputs: list
     load_js: str
     suggestions: suggestions.SuggestionsPanel | None = None  # refreshed whenever the tab is shown
+    resend: Any = None  # after on_load: takes the browser kept from before are sent again (ui.unsent)
+    resend_inputs: list | None = None
+    resend_outputs: list | None = None
+    resend_js: str = ""
 
 
 def _progress(sess: Session) -> str:
@@ -62,12 +66,12 @@ def _progress(sess: Session) -> str:
     st = sess.store.stats()
     return progress_html(takes=st.takes, minutes=st.minutes, pending=st.pending,
                          last_error=st.last_error, repo_id=sess.store.repo_id, next_push_s=st.next_push_s,
-                         notice=st.notice)
+                         notice=st.notice, survives_restart=st.survives_restart)
 
 
 def _phrase(sess: Session) -> str:
     p = sess.current
-    return phrase_html(p.text if p else None, p.language if p else sess.language)
+    return phrase_html(p.text if p else None, p.language if p else sess.language, p.phrase_id if p else "")
 
 
 def _done_ids(sess: Session) -> set[str]:
@@ -92,6 +96,7 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     A take that fails a check is never dropped: the caller keeps it in the player so the person
     can listen to it and record again.
     """
+    sess.last_take_id = None
     if not sess.can_record:
         return status_html("info", "Sign in with Hugging Face first."), _phrase(sess), _progress(sess), False
     if source is None:
@@ -111,7 +116,10 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
                                language=phrase.language, phrase_id=phrase.phrase_id, source="mic")
     except VoxSpaceError as e:
         log.exception("saving a take failed")
+        if isinstance(e, DuplicateTake):
+            sess.last_take_id = e.take_id
         return status_html("rejected", e.user_message), _phrase(sess), _progress(sess), False
+    sess.last_take_id = take.take_id
     sess.spoken_s_since_rest += clean.duration
     sess.skipped.discard(phrase.phrase_id)
     stats = sess.store.stats()
@@ -146,6 +154,11 @@ def build(session: gr.State) -> RecordTab:
         skip_btn = gr.Button("Skip phrase (N)", elem_id="skip-btn", size="lg")
     status = gr.HTML(status_html("info", "Loading…"), elem_id="take-status")
     progress = gr.HTML("", elem_id="progress")
+    # The browser's copies of unsent takes (voxspace.js, ui/unsent.py): the key of the take being
+    # saved, the takes a page sends again, and the receipts that let the browser forget them.
+    browser_key = gr.Textbox("", visible=False)
+    kept_takes = gr.Textbox("", visible=False)
+    receipts = gr.HTML(unsent.receipts_html(None), elem_id="vx-receipts", elem_classes=["vx-hidden"])
     timer = gr.Timer(2.0)
     next_up = suggestions.build(session, on_queued=(refresh, [session, language], [phrase, progress, status]))
     handsfree.build(session, toggle=hf_on, outputs_after_save=(status, phrase, progress, take_audio),
@@ -155,9 +168,10 @@ def build(session: gr.State) -> RecordTab:
     bulk.build(session, on_phrases_changed=(refresh, [session, language], [phrase, progress, status]))
 
     # --- the manual loop -----------------------------------------------------------------------
-    def on_save(sess: Session, src: Any):
+    def on_save(sess: Session, src: Any, key: str):
         st, ph, pr, saved = save_take(sess, src)
-        return st, ph, pr, (None if saved else gr.skip())
+        unsent.remember(sess, key, sess.last_take_id)
+        return st, ph, pr, (None if saved else gr.skip()), unsent.receipts_html(sess)
 
     def on_skip(sess: Session):
         if sess.current is not None:
@@ -165,7 +179,9 @@ def build(session: gr.State) -> RecordTab:
             sess.advance(_done_ids(sess))
         return status_html("ready", "Skipped. Here is another phrase."), _phrase(sess), None
 
-    save_btn.click(on_save, [session, take_audio], [status, phrase, progress, take_audio],
+    save_btn.click(on_save, [session, take_audio, browser_key],
+                   [status, phrase, progress, take_audio, receipts],
+                   js="(...a) => window.voxspace ? voxspace.keepTake(a) : a",
                    show_progress="hidden").then(None, js="() => window.voxspace && voxspace.afterSave()")
     skip_btn.click(on_skip, [session], [status, phrase, take_audio], show_progress="hidden").then(
         None, js="() => window.voxspace && voxspace.focusRecord()")
@@ -176,11 +192,11 @@ def build(session: gr.State) -> RecordTab:
 
     def on_tick(sess: Session | None):
         if sess is None:
-            return gr.skip()
+            return gr.skip(), gr.skip()
         sess.keep_claim()  # this page is still open: its phrase stays its own
-        return _progress(sess)
+        return _progress(sess), unsent.receipts_html(sess)
 
-    timer.tick(on_tick, [session], [progress], show_progress="hidden")
+    timer.tick(on_tick, [session], [progress, receipts], show_progress="hidden")
 
     # --- preferences: language, text size, shortcuts; remembered in this browser ------------
     def on_language(sess: Session | None, lang: str, p: dict):
@@ -205,4 +221,7 @@ def build(session: gr.State) -> RecordTab:
                      load_outputs=[language, size, keys_on, phrase, progress, status],
                      load_js_inputs=[size, keys_on],
                      load_js="(size, keys) => { window.voxspace && voxspace.restore(size, keys); }",
+                     resend=unsent.resend, resend_inputs=[session, kept_takes],
+                     resend_outputs=[status, receipts],
+                     resend_js="async (s, _) => [s, window.voxspace ? await voxspace.keptTakes() : '[]']",
                      suggestions=next_up)

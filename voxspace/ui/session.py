@@ -39,6 +39,9 @@ class Session:
     problem: str | None = None  # why sign-in could not be checked, said on the status line
     page_id: str = field(default_factory=lambda: secrets.token_hex(8))  # this page, for PhraseClaims
     claims: phrases.PhraseClaims = field(default=phrases.CLAIMS, repr=False)
+    last_take_id: str | None = None  # the take the last Save stored (or found already stored)
+    browser_takes: dict[str, str] = field(default_factory=dict)  # browser key -> take id (ui.unsent)
+    settled_keys: list[str] = field(default_factory=list)  # keys the browser may forget
     train_shown: object = None  # what the Train tab's last tick sent (ui.train.poll); None: send all
 
     @property
@@ -104,8 +107,9 @@ def status_line(sess: Session) -> str:
 
 def _where(sess: Session) -> str:
     if sess.identity.signed_in and sess.store is not None:
+        kept = f" {sess.store.storage.sentence()}" if sess.settings.in_space else ""
         return (f"Signed in as **{sess.identity.username}**. Your takes go to your private dataset "
-                f"repo **{sess.store.repo_id}**.")
+                f"repo **{sess.store.repo_id}**.{kept}")
     if sess.store is not None:
         return (f"Not signed in. Your takes are kept in a local folder, `{sess.store.stats().location}`, "
                 "and can be pushed to a Hugging Face repo later (log in, then run "

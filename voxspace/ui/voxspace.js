@@ -209,8 +209,81 @@
     tick();
   }
 
+  // --- takes this browser keeps until the server says they are safe (IndexedDB) ----------------
+  // A Space without a mounted storage bucket loses its disk on restart: each saved take stays
+  // here until a receipt (#vx-receipts, ui/unsent.py) names its key, and a page that loads with
+  // takes still kept sends them again (the server recognises audio it already has).
+  let kept = null;
+  function keptDb() {
+    if (!kept) kept = new Promise((resolve, reject) => {
+      const req = indexedDB.open("voxspace", 1);
+      req.onupgradeneeded = () => req.result.createObjectStore("unsent", { keyPath: "key" });
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    return kept;
+  }
+  async function keptTx(mode, work) {
+    const db = await keptDb();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction("unsent", mode);
+      const req = work(tx.objectStore("unsent"));
+      tx.oncomplete = () => resolve(req ? req.result : undefined);
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+  const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
+    : `${Date.now()}-${Math.random().toString(16).slice(2)}`);
+  const asBase64 = (blob) => new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",")[1] || "");
+    reader.readAsDataURL(blob);
+  });
+
+  async function keepTake(args) { // Save's inputs [session, audio, key]: fill the key, keep the audio
+    const audio = args[1];
+    if (!audio || !audio.url || !window.indexedDB) return args;
+    try {
+      const blob = await (await fetch(audio.url)).blob();
+      const p = document.querySelector("#phrase .vx-phrase-text");
+      const take = { key: newKey(), blob, at: Date.now(), text: p ? p.textContent : "",
+                     lang: (p && p.getAttribute("lang")) || "", phraseId: (p && p.dataset.phraseId) || "" };
+      await keptTx("readwrite", (store) => store.put(take));
+      return [args[0], args[1], take.key];
+    } catch (e) {
+      console.warn("VoxSpace could not keep this take in the browser", e);
+      return args;
+    }
+  }
+
+  async function keptTakes() { // the oldest 20 kept takes, as the JSON ui/unsent.resend reads
+    try {
+      const all = (await keptTx("readonly", (store) => store.getAll())) || [];
+      const out = [];
+      for (const t of all.sort((a, b) => a.at - b.at).slice(0, 20)) {
+        out.push({ key: t.key, text: t.text, lang: t.lang, phraseId: t.phraseId, audio: await asBase64(t.blob) });
+      }
+      return JSON.stringify(out);
+    } catch (e) {
+      return "[]";
+    }
+  }
+
+  let receipts = "";
+  setInterval(() => { // forget the takes the server says are safe
+    const el = document.querySelector("#vx-receipts .vx-receipts");
+    const settled = el ? el.dataset.settled || "" : "";
+    if (!settled || settled === receipts || !window.indexedDB) return;
+    receipts = settled;
+    keptTx("readwrite", (store) => { settled.split(" ").forEach((k) => k && store.delete(k)); })
+      .catch((e) => console.warn("VoxSpace could not update the kept takes", e));
+  }, 500);
+
   window.voxspace = {
     announce,
+    keepTake,
+    keptTakes,
+    async keptCount() { return ((await keptTx("readonly", (store) => store.getAll())) || []).length; },
     setPhraseSize(px) { document.documentElement.style.setProperty("--vx-phrase-size", `${Number(px) || 40}px`); },
     setShortcuts(on) { state.keys = !!on; },
     restore(size, keys) { this.setPhraseSize(size); this.setShortcuts(keys); },
