@@ -27,6 +27,9 @@ def test_one_take_hands_free_stops_on_silence_and_is_saved(launch_browser, speec
         expect(page.locator("#take-status")).to_contain_text("saved (", timeout=30_000)
         expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(text)
         expect(page.locator("#vx-countdown")).to_contain_text("Recording in")  # on to the next phrase
+        # The badge agrees with the recorder (issue 16: "● Recording" over an idle recorder).
+        expect(page.locator("#handsfree-audio button.stop-button:visible")).to_have_count(0)
+        expect(page.locator("#vx-rec-state")).not_to_have_attribute("data-state", "recording")
         page.keyboard.press("h")  # off again before the next take starts
         takes = pages.wait_for_takes(hub, REPO, before + 1)
         assert takes[-1].take.text == text
