@@ -172,8 +172,6 @@ def evaluate_run(
     """
     collator = TranscriptionCollator(processor)
     examples = examples or [collator.encode(t) for t in takes]
-    refs = [t.take.text for t in takes]
-    langs = [t.take.language or None for t in takes]
     from voxspace.model import precision_of
 
     precision = precision_of(model)
@@ -190,23 +188,38 @@ def evaluate_run(
             base_hyps = transcribe(
                 model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
             )
-        wer_b, cer_b = error_rates(refs, base_hyps, langs)
     else:
         base_hyps = [r.base for r in before.per_take]
-        wer_b, cer_b = before.wer_before, before.cer_before
-    report = EvalReport(
-        n_takes=len(takes),
-        wer_before=wer_b,
-        cer_before=cer_b,
-        base_precision=precision,
-        per_take=[TakeResult(t.take.take_id, t.take.text, h) for t, h in zip(takes, base_hyps, strict=True)],
-    )
+    tuned = None
     if hasattr(model, "disable_adapter"):
         tuned = transcribe(
             model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
         )
-        report.wer_after, report.cer_after = error_rates(refs, tuned, langs)
-        for row, hyp in zip(report.per_take, tuned, strict=True):
+    return report_from(takes, base_hyps, tuned, base_precision=precision)
+
+
+def report_from(
+    takes: list[LocalTake],
+    base_hyps: list[str],
+    tuned_hyps: list[str] | None = None,
+    *,
+    base_precision: str | None = None,
+) -> EvalReport:
+    """The report for transcripts made elsewhere (e.g. across several ZeroGPU calls, voxspace.gpu_eval);
+    `base_precision`: how the base model that made them was loaded."""
+    refs = [t.take.text for t in takes]
+    langs = [t.take.language or None for t in takes]
+    wer_b, cer_b = error_rates(refs, base_hyps, langs)
+    report = EvalReport(
+        n_takes=len(takes),
+        wer_before=wer_b,
+        cer_before=cer_b,
+        base_precision=base_precision,
+        per_take=[TakeResult(t.take.take_id, t.take.text, h) for t, h in zip(takes, base_hyps, strict=True)],
+    )
+    if tuned_hyps is not None:
+        report.wer_after, report.cer_after = error_rates(refs, tuned_hyps, langs)
+        for row, hyp in zip(report.per_take, tuned_hyps, strict=True):
             row.finetuned = hyp
     return report
 
@@ -219,8 +232,10 @@ def check_adapter(adapter_dir: str | Path) -> Path:
     if (folder / "adapter" / "adapter_config.json").is_file():  # the run folder was given
         return folder / "adapter"
     what = "does not exist" if not folder.exists() else "holds no adapter_config.json"
-    raise BadInput(f"The adapter folder {adapter_dir} {what}: give the adapter/ folder of a finished "
-                   "training run (e.g. runs/first/adapter).")
+    raise BadInput(
+        f"The adapter folder {adapter_dir} {what}: give the adapter/ folder of a finished "
+        "training run (e.g. runs/first/adapter)."
+    )
 
 
 def evaluate_adapter(

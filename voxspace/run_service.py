@@ -33,12 +33,12 @@ from typing import Any
 
 import spaces  # noqa: F401 - before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace import checkpoint, gpu, run_record, timings
+from voxspace import checkpoint, gpu, gpu_eval, run_record, timings
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
 from voxspace.layout import split_for
-from voxspace.model import ModelConfig, check_base_model, describe_adaptation, served_config
+from voxspace.model import ModelConfig, check_base_model, describe_adaptation
 from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
 from voxspace.tracking import TrackioTracker
@@ -166,7 +166,7 @@ class Run:
                 self.phase = "evaluating-before"
                 self._say(f"Measuring the base model on {len(self.trainer.test_takes)} held-out takes.")
                 t0 = time.monotonic()
-                before = evaluate_on_gpu(str(self.run_dir), None, self._max_new_tokens, int(self._cap_s))
+                before = self._evaluate_in_slices(None)
                 self._measured(eval_s_per_take=(time.monotonic() - t0) / max(1, len(self.trainer.test_takes)))
                 self._store_eval(before)
             # loaded after the evaluation (which uses the served bf16 base): never both at once
@@ -197,7 +197,7 @@ class Run:
             if self._evaluate:
                 self.phase = "evaluating-after"
                 self._say("Measuring the fine-tuned model on the held-out takes.")
-                after = evaluate_on_gpu(str(self.run_dir), before, self._max_new_tokens, int(self._cap_s))
+                after = self._evaluate_in_slices(before)
                 self._store_eval(after)
                 if warning := after.not_better_sentence():
                     self._say(f"{warning} The Publish tab will ask before sharing it.")
@@ -236,6 +236,16 @@ class Run:
                     f"Resume, and if it fails again, report it with {where}.")
         return (f"Training stopped because of an unexpected error before its first checkpoint. Try "
                 f"again, and if it fails again, report it with {where}.")
+
+    def _evaluate_in_slices(self, before: EvalReport | None) -> EvalReport:
+        """Held-out takes transcribed across as many GPU calls as they need (voxspace.gpu_eval)."""
+
+        def said(done: int, of: int) -> None:
+            self._say(f"held-out takes transcribed: {done} of {of}")
+
+        return gpu_eval.evaluate_in_slices(
+            self.run_dir, before, cap_s=self._cap_s, max_new_tokens=self._max_new_tokens, on_call=said
+        )
 
     def _wait_for_turn(self) -> bool:
         """Wait in the shared queue; False if cancelled while waiting."""
@@ -366,30 +376,6 @@ class Run:
         return not self._thread.is_alive()
 
 
-def _eval_duration(run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int) -> int:
-    return cap_s
-
-
-@gpu.gpu_task(duration=_eval_duration)
-def evaluate_on_gpu(
-    run_dir: str, before: EvalReport | None, max_new_tokens: int | None, cap_s: int
-) -> EvalReport:
-    """One GPU call: the base model on the held-out takes (`before` None), or the adapter against `before`.
-
-    Both run on the base as the demo and the card's snippet serve it (bf16), not on the training copy.
-    """
-    from voxspace.evaluate import evaluate_adapter
-
-    trainer = Trainer(run_dir)
-    test = trainer.prepare().test_takes
-    adapter = None if before is None else Path(run_dir) / ADAPTER_DIR
-    base = gpu.preload_base(served_config(trainer.model_cfg))
-    examples = trainer.test_examples()  # features computed on the CPU before the run (encode_examples)
-    return evaluate_adapter(
-        base, test, adapter, before=before, max_new_tokens=max_new_tokens, examples=examples
-    )
-
-
 # --- the functions both callers use -------------------------------------------------------------
 _ACTIVE: dict[str, Run] = {}  # owner -> their latest run in this process (a reloaded page finds it)
 
@@ -438,6 +424,7 @@ def start_run(
         if config is None or data is None:
             raise BadInput("A new run needs takes to train on and its settings.")
         shutil.rmtree(run_dir / "encoder_cache", ignore_errors=True)
+        shutil.rmtree(run_dir / gpu_eval.EVAL_PARTS, ignore_errors=True)
     model_cfg = None
     if config is not None:
         model_cfg = ModelConfig(settings.base_model, precision=config.precision, token=identity.token)
