@@ -68,10 +68,15 @@ class Hardware:
         }[self.kind]
 
 
+def on_zerogpu(env: dict[str, str] | None = None) -> bool:
+    """Whether this process is a ZeroGPU Space (spaces reads the same variable); imports nothing."""
+    env = os.environ if env is None else env
+    return env.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
 def detect_hardware(env: dict[str, str] | None = None) -> Hardware:
     """ZeroGPU is announced by SPACES_ZERO_GPU; torch cannot see its GPU outside a @spaces.GPU call."""
-    env = os.environ if env is None else env
-    if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+    if on_zerogpu(env):
         return Hardware("zerogpu", "ZeroGPU")
     import torch
 
@@ -134,8 +139,8 @@ def check_precision(precision: str, hardware: Hardware | None = None) -> None:
 
 def default_precision(hardware: Hardware | None = None) -> str | None:
     """The precision a new run should default to here: None means TrainConfig's own default."""
-    hardware = hardware or detect_hardware()
-    return ZEROGPU_PRECISION if hardware.kind == "zerogpu" else None
+    zerogpu = hardware.kind == "zerogpu" if hardware is not None else on_zerogpu()
+    return ZEROGPU_PRECISION if zerogpu else None
 
 
 def load_base_at_startup(base_model: str) -> tuple[Any, Any] | None:

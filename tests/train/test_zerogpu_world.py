@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -65,34 +66,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def space(tmp_path_factory, tiny_voxtral_dir, takes_dir):
-    work = tmp_path_factory.mktemp("zerogpu-space")
-    api = DeviceAPI(max_duration_s=CAP_S).start()
-    port = _free_port()
-    env = {
+def _zerogpu_env(api: DeviceAPI, work: Path, model_dir: Path) -> dict[str, str]:
+    """A ZeroGPU Space's environment, its device API the local one, its worker seam installed."""
+    return {
         **os.environ,
         "SPACES_ZERO_GPU": "true",
         "SPACES_ZERO_DEVICE_API_URL": api.url,
         "ZEROGPU_OFFLOAD_DIR": str(work / "offload"),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/support/zerogpu_site"), str(ROOT)]),
-        "VOXSPACE_BASE_MODEL": str(tiny_voxtral_dir),
+        "VOXSPACE_BASE_MODEL": str(model_dir),
         "VOXSPACE_DATA_DIR": str(work / "data"),
         "VOXSPACE_SLICE_CAP_S": str(CAP_S),
         "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_PORT": str(_free_port()),
         "PYTHONUNBUFFERED": "1",
     }
-    log_path = work / "space.log"
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start a Space process and wait until its page answers; (process, url)."""
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.zerogpu_space"],
+            [sys.executable, *argv],
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: spaces' forked workers are stopped with it
         )
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/"
     while proc.poll() is None:  # pytest-timeout bounds the start
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -100,10 +102,42 @@ def space(tmp_path_factory, tiny_voxtral_dir, takes_dir):
         except OSError:
             time.sleep(0.5)
     assert proc.poll() is None, log_path.read_text()
-    yield Space(api, proc, url, log_path, takes_dir)
-    proc.terminate()  # the Space this fixture started, by its PID
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the Space a test started and the GPU workers it forked
     proc.wait(timeout=30)
+
+
+BASE_LOADED = r"base model .* loaded in [\d.]+ s \(process (\d+), thread (\w+)\)"
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory, tiny_voxtral_dir, takes_dir):
+    work = tmp_path_factory.mktemp("zerogpu-space")
+    api = DeviceAPI(max_duration_s=CAP_S).start()
+    proc, url = _spawn(
+        ["-m", "tests.support.zerogpu_space"], _zerogpu_env(api, work, tiny_voxtral_dir), work / "space.log"
+    )
+    yield Space(api, proc, url, work / "space.log", takes_dir)
+    _stop(proc)
     api.stop()
+
+
+def test_app_py_on_zerogpu_loads_the_base_model_once_at_start_up_in_the_main_thread(
+    tmp_path, tiny_voxtral_dir
+):
+    api = DeviceAPI().start()
+    env = {k: v for k, v in _zerogpu_env(api, tmp_path, tiny_voxtral_dir).items() if k != "HF_TOKEN"}
+    proc, _ = _spawn([str(ROOT / "app.py")], env, tmp_path / "app.log")
+    try:
+        log = (tmp_path / "app.log").read_text()
+        assert re.findall(BASE_LOADED, log) == [(str(proc.pid), "MainThread")]
+        assert "(bf16)" in log and api.startup_reports == 1  # spaces' start-up ran at launch(): packed
+    finally:
+        _stop(proc)
+        api.stop()
 
 
 def test_a_visitors_run_is_billed_to_them_in_every_gpu_call(space):
@@ -124,7 +158,7 @@ def test_a_visitors_run_is_billed_to_them_in_every_gpu_call(space):
     assert len({c.pid for c in calls}) == 6 and space.proc.pid not in {c.pid for c in calls}
 
     log = space.log()
-    loads = re.findall(r"base model .* loaded in [\d.]+ s \(process (\d+), thread (\w+)\)", log)
+    loads = re.findall(BASE_LOADED, log)
     assert loads == [(str(space.proc.pid), "MainThread")]  # once, at start-up, never in a GPU call
     assert space.api.startup_reports == 1  # spaces' start-up at launch(): the base was packed then
     assert f"features of 4 takes ready before the first GPU call (process {space.proc.pid})" in log

@@ -65,9 +65,11 @@ def readiness(sess: Session | None) -> tuple[str, str]:
 
 def preset_values(name: str) -> list[Any]:
     """The advanced fields filled in from a preset (the person may then change any of them)."""
+    from voxspace import gpu
     from voxspace.train import TrainConfig
 
-    cfg = TrainConfig.preset(name or "quick")
+    precision = gpu.default_precision()  # on ZeroGPU the shared base is loaded in bf16
+    cfg = TrainConfig.preset(name or "quick", **({"precision": precision} if precision else {}))
     return [getattr(cfg, f) for f in ADVANCED]
 
 
@@ -414,7 +416,10 @@ def build(session: gr.State) -> TrainTab:
                               elem_id="train-accum")
         with gr.Row():
             precision = gr.Radio(["8bit", "bf16", "fp32"], value=q[6], label="Base model precision",
-                                 info="8-bit needs the least memory; bf16 is faster on a large GPU.",
+                                 info="8-bit needs the least memory but took 1.4-2.2x the GPU seconds per "
+                                      "step of bf16 on an H100 (README, Performance). On ZeroGPU only bf16 "
+                                      "is offered: the base model is loaded once, in bf16, when the Space "
+                                      "starts.",
                                  elem_id="train-precision")
             slice_s = gr.Number(q[7], label="Seconds of training per GPU slice", precision=0, minimum=1,
                                 elem_id="train-slice")
