@@ -11,7 +11,7 @@ import pytest
 from voxspace import gpu, gpu_eval
 from voxspace.errors import QuotaExceeded
 from voxspace.evaluate import evaluate_adapter
-from voxspace.model import ModelConfig
+from voxspace.model import ModelConfig, served_config
 from voxspace.run_record import ADAPTER_DIR
 from voxspace.train import TrainConfig, Trainer
 
@@ -46,7 +46,8 @@ def test_a_tight_call_budget_splits_evaluation_and_the_result_is_the_one_call_re
     takes = Trainer(run_dir).prepare().test_takes
     assert len(takes) == 2 and [len(ids) for ids, _ in calls] == [1, 1, 1, 1]  # 2 takes, 2 passes
     assert all(duration <= cap for _, duration in calls)
-    one_call = evaluate_adapter(gpu.preload_base(cfg), takes, run_dir / ADAPTER_DIR, max_new_tokens=TOKENS)
+    served = gpu.preload_base(served_config(cfg))  # evaluation runs on the base as the demo serves it
+    one_call = evaluate_adapter(served, takes, run_dir / ADAPTER_DIR, max_new_tokens=TOKENS)
     assert after == one_call  # every transcript, WER and CER exactly as one call makes them
     assert before.per_take == [type(r)(r.take_id, r.reference, r.base) for r in one_call.per_take]
 
