@@ -517,17 +517,22 @@ class RunHandle:
 
 # --- one run at a time per process ---------------------------------------------------------------------
 class RunQueue:
-    """Who may train now. `join` returns the caller's place: 0 means "your turn"."""
+    """Who may train now. `join` returns the caller's place: 0 means "your turn".
 
-    def __init__(self) -> None:
+    `capacity` runs go at once: 1 on a GPU of our own; on ZeroGPU each call gets a GPU of its own,
+    so several visitors' runs proceed side by side (Settings.zerogpu_runs).
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
         self._lock = threading.Lock()
         self._waiting: list[str] = []
+        self.capacity = capacity
 
     def join(self, owner: str) -> int:
         with self._lock:
             if owner not in self._waiting:
                 self._waiting.append(owner)
-            return self._waiting.index(owner)
+            return max(0, self._waiting.index(owner) - self.capacity + 1)
 
     def position(self, owner: str) -> int | None:
         with self._lock:

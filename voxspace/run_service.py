@@ -13,7 +13,8 @@ loaded or GPU time spent, so a bad value or too few takes is an exception the ca
 once; everything later is reported through `progress` with a sentence, never a traceback.
 
 One run holds the GPU at a time (gpu.QUEUE, for the whole run: both evaluations included); a
-second person's run waits in the queue and sees its place. On ZeroGPU (or when `sliced`) training
+second person's run waits in the queue and sees its place. On ZeroGPU, where every call gets a GPU
+of its own, up to Settings.zerogpu_runs runs go at once. On ZeroGPU (or when `sliced`) training
 is chained `@spaces.GPU` slices, each checkpoint pushed to the person's private model repo between
 slices so a Space restart loses nothing; on a dedicated GPU or a CPU it is one long slice.
 """
@@ -465,7 +466,7 @@ def start_run(
         evaluate=evaluate,
         max_new_tokens=max_new_tokens,
         max_steps_per_slice=max_steps_per_slice,
-        queue=gpu.QUEUE if queue is None else queue,
+        queue=_queue(settings, hw_sliced) if queue is None else queue,
         checkpoint_every_s=settings.checkpoint_every_s,
         in_space=settings.in_space,
         timings_dir=Path(settings.data_dir),
@@ -479,6 +480,12 @@ def follow_elsewhere(identity: Identity, handle: Any) -> None:
     phase/step/losses/lines/eval/cancel/join) becomes this person's active run: the page follows
     and cancels it with the same code as a run here."""
     _ACTIVE[identity.username or "local"] = handle
+
+
+def _queue(settings: Settings, zerogpu: bool) -> gpu.RunQueue:
+    """The process's queue; on ZeroGPU up to settings.zerogpu_runs runs go at once."""
+    gpu.QUEUE.capacity = max(1, settings.zerogpu_runs) if zerogpu else 1
+    return gpu.QUEUE
 
 
 def active_run(identity: Identity) -> Run | None:

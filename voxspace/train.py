@@ -208,6 +208,7 @@ class SliceSummary:
     takes_per_pass: int = 0  # the most takes one forward pass held in this slice (fitted on a GPU)
     call_seconds: float = 0.0  # the whole GPU call as its caller timed it (set by gpu.run_in_slices)
     encoder_runs: int = 0  # takes whose audio the encoder had to run in this slice (cache misses)
+    peak_gpu_gb: float | None = None  # the most GPU memory allocated by this process so far
 
     @property
     def outside_seconds(self) -> float:
@@ -717,6 +718,7 @@ class Trainer:
             epoch=self.epoch,
             takes_per_pass=per_pass,
             encoder_runs=(self.cache.misses - misses_before) if self.cache is not None else 0,
+            peak_gpu_gb=_gpu_memory().get("gpu_mem_gb"),
         )
 
     # --- saving ----------------------------------------------------------------------------------

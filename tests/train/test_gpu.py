@@ -125,6 +125,16 @@ def test_one_run_at_a_time_and_the_second_caller_learns_their_place():
         gpu.run_in_slices("unused", cap_s=60, owner="dave", queue=queue)
 
 
+def test_on_zerogpu_several_runs_go_at_once_and_the_next_one_waits():
+    queue = gpu.RunQueue(capacity=2)
+    assert queue.join("alice") == 0 and queue.join("bob") == 0  # each call gets a GPU of its own
+    assert queue.join("carol") == 1
+    with pytest.raises(Busy, match="number 2 in the queue"):
+        queue.require_turn("carol")
+    queue.leave("alice")
+    assert queue.join("carol") == 0
+
+
 def test_hardware_detection():
     assert gpu.detect_hardware({"SPACES_ZERO_GPU": "true"}).kind == "zerogpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -201,3 +201,18 @@ def test_a_nan_loss_inside_a_gpu_call_shows_the_nan_sentence(space):
     assert failed["phase"] == "failed"
     assert "the loss became NaN" in failed["message"] and "lower learning rate" in failed["message"]
     assert "ZeroGPU worker error" not in failed["message"] and "unexpected" not in failed["message"]
+
+
+def test_two_visitors_train_at_the_same_time_each_billed_to_themselves(space):
+    first = len(space.api.calls)
+    for visitor in ("dave", "erin"):
+        assert "started" in space.start(visitor, "together", max_steps=1)
+    results = {visitor: space.wait(visitor) for visitor in ("dave", "erin")}
+    assert all(r["phase"] == "done" and r["step"] == 4 for r in results.values()), results
+    calls = [c for c in space.api.calls[first:] if c.answer == "approved"]
+    for visitor in ("dave", "erin"):
+        assert sum(c.visitor == visitor for c in calls) == 6  # evaluations and slices, billed to them
+    dave = [c for c in calls if c.visitor == "dave"]
+    erin = [c for c in calls if c.visitor == "erin"]
+    # side by side, not one after the other: some call of one ran while a call of the other held a GPU
+    assert any(a.allowed_at < b.released_at and b.allowed_at < a.released_at for a in dave for b in erin)
