@@ -33,7 +33,8 @@ TEMPLATE_FILES = ("app.py", "requirements.txt", "README.md")
 ZERO_GPU = "zero-a10g"
 VAR_ADAPTER, VAR_BASE, SECRET_TOKEN = "ADAPTER_ID", "BASE_MODEL_ID", "ADAPTER_READ_TOKEN"
 VAR_LANGUAGES = "TRAINED_LANGUAGES"  # comma-separated codes, e.g. "hi,en"
-DONE_STAGES = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILES", "PAUSED",
+# The Hub's SpaceStage values where a build has ended ("NO_APP_FILE", singular, is what it sends).
+DONE_STAGES = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "PAUSED",
                "STOPPED", "DELETING"}
 
 

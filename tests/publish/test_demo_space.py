@@ -172,6 +172,18 @@ def test_follow_build_stops_on_error_with_the_message(hub, alice, hub_settings, 
     assert demo_status(alice, hub_settings, res.space_id).stage == "RUNTIME_ERROR"
 
 
+def test_a_space_without_an_app_file_ends_the_wait_at_once(hub, alice, hub_settings, hub_models):
+    from huggingface_hub import SpaceStage
+
+    assert SpaceStage.NO_APP_FILE.value == "NO_APP_FILE"  # the Hub's spelling, not NO_APP_FILES
+    res = create_demo_space(alice, hub_settings, hub_models["adapter"], BASE,
+                            space_id=f"alice/{unique('demo-noapp')}")
+    hub.set_space_outcome(res.space_id, "NO_APP_FILE", polls=1)
+    statuses = list(follow_build(alice, hub_settings, res.space_id, sleep=lambda s: None))
+    assert statuses[-1].stage == "NO_APP_FILE" and statuses[-1].done and not statuses[-1].ok
+    assert len(statuses) <= 3  # not 20 minutes of polling
+
+
 def test_follow_build_gives_up_after_its_timeout(hub, alice, hub_settings, hub_models):
     res = create_demo_space(alice, hub_settings, hub_models["adapter"], BASE,
                             space_id=f"alice/{unique('demo-slow')}")
