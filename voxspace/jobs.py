@@ -22,6 +22,7 @@ leaves its adapter and summary in `jobs/<run>/`, which `progress` brings back in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -525,6 +526,7 @@ class JobHandle:
         self.eval = None
         self.error: BaseException | None = None
         self._lines: list[str] = [f"Job {job.record.job_id} on {job.record.flavor}: {job.url}"]
+        self._latest = RunProgress(phase="queued", run_dir=str(job.run_dir))
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name=f"voxspace-job-{self.owner}", daemon=True)
 
@@ -541,14 +543,26 @@ class JobHandle:
                 continue
             with self._lock:
                 self._lines = self._lines[:1] + lines
-            self.step, self.total, self.losses, self.eval = p.step, p.total, p.losses, p.eval
-            self.message = p.message
+                self._latest = p
             if p.message:
                 self._add(p.message)
+            self.step, self.total, self.losses, self.eval, self.message = (
+                p.step,
+                p.total,
+                p.losses,
+                p.eval,
+                p.message,
+            )
             self.phase = p.phase
             if p.finished:
                 return
             time.sleep(self.poll_s)
+
+    def progress(self) -> RunProgress:
+        """What run_service.progress returns for this run: the last poll, with the latest lines."""
+        with self._lock:
+            p = dataclasses.replace(self._latest, phase=self.phase, log=self._lines[-LOG_LINES:])
+        return p
 
     def _add(self, line: str) -> None:
         with self._lock:

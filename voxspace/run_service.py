@@ -495,6 +495,8 @@ def active_run(identity: Identity) -> Run | None:
 
 def progress(handle: Run) -> RunProgress:
     """A snapshot for the page (poll it) or the CLI."""
+    if not isinstance(handle, Run):  # a run elsewhere (voxspace.jobs.JobHandle) keeps its own snapshot
+        return handle.progress()
     left = None
     if handle.phase == "training" and handle.step_time_s and handle.total:
         left = (handle.total - handle.step) * handle.step_time_s

@@ -175,9 +175,8 @@ def build() -> JobsPanel:
             )
             timeout = gr.Number(
                 None,
-                label="Stop after (minutes; empty: twice the estimate)",
+                label="Stop after (minutes; empty or 0: twice the estimate)",
                 precision=0,
-                minimum=1,
                 elem_id="train-jobs-timeout",
             )
         est = gr.Markdown(elem_id="train-jobs-estimate")
