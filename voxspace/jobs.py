@@ -436,6 +436,7 @@ def _poll(job: JobRun) -> tuple[RunProgress, list[str]]:
         p.phase, p.eval = "done", record.eval
         p.losses = [tuple(x) for x in record.loss_history] or losses
         p.step, p.total = record.steps_done, record.steps_total
+        p.heldout, p.best_step = list(record.heldout_loss_history), record.best_step  # the kept epoch
     elif stage == "CANCELED":
         p.phase = "cancelled"
     else:  # ERROR, DELETED (a timeout ends as an error)

@@ -65,6 +65,7 @@ def test_a_job_trains_with_the_pinned_takes_and_brings_the_results_home(
     assert record.finished and record.eval is not None and record.eval.wer_after is not None
     assert record.dataset_revision == pinned and record.n_train_takes == 4  # the takes at launch
     assert [s for s, _ in record.loss_history] == [1, 2] and final.eval == record.eval
+    assert final.heldout == record.heldout_loss_history and final.best_step == record.best_step
     assert any(line.startswith("step 2/2") for line in lines)
     stored = hub.job(job.record.job_id)
     assert stored["flavor"] == "l4x1" and stored["spaceId"] == "spaceowner/voxspace"
