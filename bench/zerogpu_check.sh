@@ -8,7 +8,8 @@
 # that can be carried there; run this where `pip install -r requirements.txt` has been done (e.g. a
 # Space or Job image built from this repo). It stops at once, saying what is missing, otherwise.
 #
-#   bash bench/zerogpu_check.sh [OUT_DIR]          # default bench/out; TINY=1: the tiny model on a CPU
+#   bash bench/zerogpu_check.sh [OUT_DIR]    # default bench/out; python3 from PATH (activate the venv)
+#   TINY=1 bash bench/zerogpu_check.sh       # the tiny model on a CPU, with the CPU worker seam: a dry run
 #
 # Parts, each under its own timeout: the random full-size model written (MODEL_S, 90 s), then bf16
 # (BF16_S, 150 s) and 8-bit (INT8_S, 100 s): base loaded at start-up, three training slices, one
