@@ -69,7 +69,9 @@ def test_a_killed_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, takes_
     resumed = _run([sys.executable, "-m", "voxspace", "train", "--out", str(killed), "--resume", "--no-eval"])
     assert "adapter:" in resumed.stdout
     # it went on from the checkpoint (Trainer._restore logs where), not from step 0
-    assert re.search(rf"resumed \S+ at step {at_kill['step']}/160", resumed.stderr), resumed.stderr[-2000:]
+    # the CLI keeps its log lines in <out>/train.log (the terminal shows one line per step)
+    said = resumed.stderr + resumed.stdout + (killed / "train.log").read_text()
+    assert re.search(rf"resumed \S+ at step {at_kill['step']}/160", said), said[-2000:]
 
     a = load_file(str(unbroken / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
