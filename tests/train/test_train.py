@@ -271,6 +271,20 @@ def _label_token_probabilities(trainer) -> torch.Tensor:
     return logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)[follows].exp()
 
 
+def _evaluate_on_train_takes(trainer):
+    """Before/after transcription of the takes the trainer memorised (encoder cache reused)."""
+    from voxspace.evaluate import evaluate_run
+
+    return evaluate_run(
+        trainer.model,
+        trainer.collator.processor,
+        trainer.train_takes,
+        cache=trainer.cache,
+        examples=trainer.examples,
+        max_new_tokens=12,
+    )
+
+
 OVERFIT_STEPS = 60  # one step per epoch: two training takes, batch 2
 
 
@@ -285,7 +299,7 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir,
     greedy decoding must emit the reference and stop. We ask for 0.9, far from that edge, so no
     floating-point difference between machines can flip a token.
     """
-    from voxspace.evaluate import evaluate_run, transcribe
+    from voxspace.evaluate import transcribe
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -299,14 +313,7 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir,
 
     probabilities = _label_token_probabilities(trainer)
     assert probabilities.min() > 0.9, probabilities
-    report = evaluate_run(
-        trainer.model,
-        trainer.collator.processor,
-        trainer.train_takes,
-        cache=trainer.cache,
-        examples=trainer.examples,
-        max_new_tokens=12,
-    )
+    report = _evaluate_on_train_takes(trainer)
     assert [row.finetuned for row in report.per_take] == [t.take.text for t in trainer.train_takes]
     assert report.wer_after == 0.0 < report.wer_before
     uncached = transcribe(trainer.model, trainer.collator, trainer.examples, max_new_tokens=12)
@@ -314,19 +321,11 @@ def test_loss_falls_and_the_model_overfits_its_takes(tmp_path, tiny_voxtral_dir,
 
 
 def test_every_step_and_the_evaluation_reach_trackio(tmp_path, tiny_voxtral_dir):
-    from voxspace.evaluate import evaluate_run
     from voxspace.tracking import TrackioTracker, trackio_dir_in_use
 
     tracker = TrackioTracker("overfit-test", trackio_dir=tmp_path / "trackio")
     trainer, summary = _overfit_run(tmp_path, tiny_voxtral_dir, seed=0, tracker=tracker)
-    report = evaluate_run(
-        trainer.model,
-        trainer.collator.processor,
-        trainer.train_takes,
-        cache=trainer.cache,
-        examples=trainer.examples,
-        max_new_tokens=12,
-    )
+    report = _evaluate_on_train_takes(trainer)
     tracker.log_eval(report, step=summary.step)
 
     db = trackio_dir_in_use() / "voxspace.db"
