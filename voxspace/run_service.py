@@ -241,8 +241,10 @@ class Run:
     def _evaluate_in_slices(self, before: EvalReport | None) -> EvalReport:
         """Held-out takes transcribed across as many GPU calls as they need (voxspace.gpu_eval)."""
 
+        model = "base model" if before is None else "fine-tuned model"
+
         def said(done: int, of: int) -> None:
-            self._say(f"held-out takes transcribed: {done} of {of}")
+            self._say(f"{model}: held-out takes transcribed {done} of {of}")
 
         return gpu_eval.evaluate_in_slices(
             self.run_dir, before, cap_s=self._cap_s, max_new_tokens=self._max_new_tokens, on_call=said
@@ -622,7 +624,7 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str,
         slices * gpu.FIRST_SLICE_OVERHEAD_S + steps * 0.05)
     eval_s = 2 * n_test * (measured.eval_s_per_take if measured and measured.eval_s_per_take
                            else EVAL_S_PER_TAKE[kind])
-    return round((train_s + overhead_s + eval_s) / 60, 1)
+    return (train_s + overhead_s + eval_s) / 60  # unrounded: the page rounds what it shows
 
 
 def describe_phase(p: RunProgress) -> str:

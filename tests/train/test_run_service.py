@@ -199,5 +199,5 @@ def test_the_estimate_uses_what_this_machine_measured(tmp_path):
     marks = [split_for(i) for i in range(50)]
     train_audio_s = 5.0 * 60 * marks.count("train") / 50
     expected = (train_audio_s * quick.epochs * 0.5 + 2 * marks.count("test") * 2.0) / 60
-    assert run_service.estimate(quick, 50, 5.0, "cpu", measured) == round(expected, 1)
+    assert run_service.estimate(quick, 50, 5.0, "cpu", measured) == pytest.approx(expected)
     assert run_service.estimate(quick, 50, 5.0, "cpu", measured) < run_service.estimate(quick, 50, 5.0, "cpu")

@@ -111,12 +111,13 @@ def plan(sess: Session | None, preset: str, *values: Any) -> str:
     st = sess.store.stats()
     measured = timings.load(sess.settings.data_dir, hw.kind, cfg.precision, sess.settings.base_model)
     minutes = run_service.estimate(cfg, st.takes, st.minutes, hw.kind, measured)
+    shown = max(round(minutes, 1), 0.1) if minutes > 0 else 0  # a short run is not "about 0 minutes"
     unit = "CPU minutes" if hw.kind == "cpu" else "GPU minutes"
     basis = (" (from the speed your last run here measured)" if measured else
              " (a first guess: your first run here measures this machine's speed)")
     quota = (" A free account gets 5 ZeroGPU minutes a day (PRO: 40); the run resumes the next day if it "
              "runs out." if hw.kind == "zerogpu" else "")
-    return (f"Hardware: **{hw.description}**. Estimated time: **about {minutes:g} {unit}**{basis}."
+    return (f"Hardware: **{hw.description}**. Estimated time: **about {shown:g} {unit}**{basis}."
             f"{acoustic_note(cfg)}{quota}")
 
 
