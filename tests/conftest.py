@@ -103,6 +103,16 @@ def hub_settings(hub, tmp_path):
 
 
 @pytest.fixture
+def fresh_whoami_cache():
+    """An empty whoami cache before and after the test (auth caches each token's username)."""
+    from voxspace.auth import clear_whoami_cache
+
+    clear_whoami_cache()
+    yield
+    clear_whoami_cache()
+
+
+@pytest.fixture
 def close_stores():
     """Stop every store's pusher after the test (their spools stay on disk, as after a restart)."""
     yield

@@ -7,33 +7,24 @@ from dataclasses import replace
 import pytest
 from huggingface_hub.errors import HfHubHTTPError
 
-from voxspace.auth import ANONYMOUS, MOCK_OAUTH_TOKEN, Identity, clear_whoami_cache, resolve_identity
+from voxspace.auth import ANONYMOUS, MOCK_OAUTH_TOKEN, Identity, resolve_identity
 from voxspace.errors import AuthError, BadRepoName
 from voxspace.hub import default_dataset_repo, hub_api, user_cache_dir, validate_repo_id
 
-
-@pytest.fixture(autouse=True)
-def _fresh_whoami_cache():
-    clear_whoami_cache()
-    yield
-    clear_whoami_cache()
-
-
-def _whoami_calls(hub) -> int:
-    return sum(r["path"] == "/api/whoami-v2" for r in hub.requests())
+pytestmark = pytest.mark.usefixtures("fresh_whoami_cache")
 
 
 def test_local_run_ignores_gradios_mock_token_and_uses_hf_token_once(
     hub, hub_settings, hub_tokens, monkeypatch
 ):
     monkeypatch.setenv("HF_TOKEN", hub_tokens["alice"])
-    before = _whoami_calls(hub)
+    before = hub.calls("/api/whoami-v2")
     me = resolve_identity(hub_settings, oauth_username="alice", oauth_token=MOCK_OAUTH_TOKEN)
     assert (me.username, me.source, me.signed_in) == ("alice", "local", True)
     assert me.token == hub_tokens["alice"]
     assert hub_tokens["alice"] not in repr(me)
     assert resolve_identity(hub_settings) == me
-    assert _whoami_calls(hub) == before + 1  # cached per token
+    assert hub.calls("/api/whoami-v2") == before + 1  # cached per token
 
 
 def test_no_token_at_all_means_nobody(hub_settings, monkeypatch):
@@ -52,13 +43,13 @@ def test_a_refused_token_is_an_auth_error_with_a_sentence(hub_settings, monkeypa
 def test_in_a_space_only_the_visitors_oauth_token_counts(hub, hub_settings, hub_tokens, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", hub_tokens["spaceowner"])
     space = replace(hub_settings, space_id="spaceowner/voxspace")
-    before = _whoami_calls(hub)
+    before = hub.calls("/api/whoami-v2")
     assert resolve_identity(space) == ANONYMOUS
     assert resolve_identity(space, oauth_username="bob", oauth_token=MOCK_OAUTH_TOKEN) == ANONYMOUS
     assert resolve_identity(space, oauth_username=None, oauth_token=hub_tokens["bob"]) == ANONYMOUS
     bob = resolve_identity(space, oauth_username="bob", oauth_token=hub_tokens["bob"])
     assert bob == Identity("bob", hub_tokens["bob"], "oauth")
-    assert _whoami_calls(hub) == before  # HF_TOKEN was never even checked
+    assert hub.calls("/api/whoami-v2") == before  # HF_TOKEN was never even checked
 
 
 def test_anonymous_client_never_falls_back_to_an_ambient_token(hub, hub_settings, hub_tokens, monkeypatch):

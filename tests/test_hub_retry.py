@@ -13,33 +13,22 @@ import pytest
 
 from tests.signals import speech
 from voxspace.audio import prepare_take
-from voxspace.auth import Identity, clear_whoami_cache, resolve_identity
+from voxspace.auth import Identity, resolve_identity
 from voxspace.errors import RateLimited
 from voxspace.hub import hub_api, with_retry
 from voxspace.layout import read_folder
 from voxspace.store import TakeStore
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("close_stores")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_whoami_cache():
-    clear_whoami_cache()
-    yield
-    clear_whoami_cache()
-
-
-def _whoami_calls(hub) -> int:
-    return sum(r["path"] == "/api/whoami-v2" for r in hub.requests())
+pytestmark = pytest.mark.usefixtures("close_stores", "fresh_whoami_cache")
 
 
 def test_a_429_on_whoami_is_waited_out_not_the_end_of_the_sign_in(hub, hub_settings, hub_tokens, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", hub_tokens["alice"])
-    before = _whoami_calls(hub)
+    before = hub.calls("/api/whoami-v2")
     hub.fail_next("whoami", 2, status=429, retry_after=1)
     assert resolve_identity(hub_settings).username == "alice"
-    assert _whoami_calls(hub) == before + 3
+    assert hub.calls("/api/whoami-v2") == before + 3
 
 
 def test_a_hub_that_stays_down_gets_an_honest_sentence_in_the_cli(hub, hub_settings, hub_tokens):

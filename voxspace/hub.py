@@ -148,11 +148,20 @@ def as_user_error(exc: BaseException, *, action: str, repo_id: str | None = None
     return HubError(f"Could not {action}{where}: the Hub refused it.", detail=detail)
 
 
-def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOperation], *,
-                      commit_message: str, repo_type: str = "dataset", attempts: int = 5,
-                      base_delay_s: float = 1.0, max_delay_s: float = 30.0,
-                      sleep: Callable[[float], None] = time.sleep) -> CommitInfo:
-    """create_commit, retried on 5xx/429/408 and network errors with exponential backoff.
+def commit_with_retry(
+    api: HfApi,
+    repo_id: str,
+    operations: Sequence[CommitOperation],
+    *,
+    commit_message: str,
+    repo_type: str = "dataset",
+    attempts: int = 5,
+    base_delay_s: float = 1.0,
+    max_delay_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    **commit_kwargs,
+) -> CommitInfo:
+    """create_commit, retried (with_retry) on 5xx/429/408 and network errors with exponential backoff.
 
     A 429 is retried only when its Retry-After fits under `max_delay_s`; a longer one raises
     RateLimited at once (the caller decides when to come back: sleeping 40 minutes here would hold
@@ -162,46 +171,63 @@ def commit_with_retry(api: HfApi, repo_id: str, operations: Sequence[CommitOpera
     identical files and the client makes no duplicate commit. That needs fresh operation objects
     per try: a used CommitOperationAdd keeps its stale "not on the Hub yet" answer and would be
     committed again. Additions must therefore hold bytes or a path, not an open file.
-    Other errors raise at once.
+    `commit_kwargs` go to create_commit (e.g. parent_commit). Other errors raise at once.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return api.create_commit(repo_id, [_fresh(op) for op in operations],
-                                     commit_message=commit_message, repo_type=repo_type)
-        except Exception as e:
-            limited = rate_limited(e, action=f"save to {repo_id}")
-            if limited is not None and (attempt == attempts or limited.retry_after_s > max_delay_s):
-                raise limited from e
-            if attempt == attempts or not is_retryable(e):
-                raise
-            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
-            if limited is not None:
-                delay = max(delay, limited.retry_after_s)
-            log.warning("commit to %s failed (%s, try %d/%d); retrying in %.1f s",
-                        repo_id, type(e).__name__, attempt, attempts, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")
+    return with_retry(
+        lambda: api.create_commit(
+            repo_id,
+            [_fresh(op) for op in operations],
+            commit_message=commit_message,
+            repo_type=repo_type,
+            **commit_kwargs,
+        ),
+        what=f"save to {repo_id}",
+        attempts=attempts,
+        base_delay_s=base_delay_s,
+        max_delay_s=max_delay_s,
+        max_wait_s=max_delay_s,
+        sleep=sleep,
+    )
 
 
-def with_retry(call: Callable[[], T], *, what: str, attempts: int = 4, base_delay_s: float = 1.0,
-               max_delay_s: float = 8.0, sleep: Callable[[float], None] = time.sleep) -> T:
-    """`call()` (an idempotent Hub request: whoami, repo info, a listing), tried again on 429/5xx and
-    network errors with exponential backoff; a 429's Retry-After is honoured when it fits under
-    `max_delay_s` × 4, and a longer one raises RateLimited. Other errors raise at once."""
+def with_retry(
+    call: Callable[[], T],
+    *,
+    what: str,
+    attempts: int = 4,
+    base_delay_s: float = 1.0,
+    max_delay_s: float = 8.0,
+    max_wait_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()` (an idempotent Hub request: whoami, repo info, a listing, a commit), tried again on
+    429/5xx and network errors with exponential backoff (capped at `max_delay_s`).
+
+    A 429's Retry-After is honoured when it fits under `max_wait_s` (default `max_delay_s` × 4); a
+    longer one, or a 429 on the last try, raises RateLimited (`what` names the refused action in its
+    sentence). Other errors raise at once.
+    """
+    max_wait_s = 4 * max_delay_s if max_wait_s is None else max_wait_s
     for attempt in range(1, attempts + 1):
         try:
             return call()
         except Exception as e:
             limited = rate_limited(e, action=what)
-            if limited is not None and limited.retry_after_s > 4 * max_delay_s:
+            if limited is not None and (attempt == attempts or limited.retry_after_s > max_wait_s):
                 raise limited from e
             if attempt == attempts or not is_retryable(e):
                 raise
             delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
             if limited is not None:
                 delay = max(delay, limited.retry_after_s)
-            log.warning("could not %s (%s, try %d/%d); retrying in %.1f s", what, type(e).__name__, attempt,
-                        attempts, delay)
+            log.warning(
+                "could not %s (%s, try %d/%d); retrying in %.1f s",
+                what,
+                type(e).__name__,
+                attempt,
+                attempts,
+                delay,
+            )
             sleep(delay)
     raise AssertionError("unreachable")
 

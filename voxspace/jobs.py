@@ -46,6 +46,7 @@ from voxspace.run_record import ADAPTER_DIR, SUMMARY, RunRecord
 from voxspace.run_service import CHECKPOINT_REPO_NAME, LOG_LINES, RunProgress, estimate
 from voxspace.settings import Settings
 from voxspace.train import RUN_SPEC, TrainConfig, Trainer
+from voxspace.worker import LoggedWorker
 
 log = logging.getLogger(__name__)
 
@@ -514,7 +515,7 @@ def follow(job: JobRun, *, on_line: Callable[[str], None] | None = None, poll_s:
 
 
 # --- the Train tab's view of a Job ----------------------------------------------------------------
-class JobHandle:
+class JobHandle(LoggedWorker):
     """A Job seen as run_service sees a Run (phase, step, losses, lines(), eval, cancel, join), so
     the Train tab follows, cancels and shows it with the same code; a thread polls the Hub."""
 
@@ -526,10 +527,11 @@ class JobHandle:
         self.losses: list[tuple[int, float]] = []
         self.eval = None
         self.error: BaseException | None = None
-        self._lines: list[str] = [f"Job {job.record.job_id} on {job.record.flavor}: {job.url}"]
         self._latest = RunProgress(phase="queued", run_dir=str(job.run_dir))
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._main, name=f"voxspace-job-{self.owner}", daemon=True)
+        super().__init__(
+            threading.Thread(target=self._main, name=f"voxspace-job-{self.owner}", daemon=True),
+            [f"Job {job.record.job_id} on {job.record.flavor}: {job.url}"],
+        )
 
     def _main(self) -> None:
         while True:
@@ -570,24 +572,12 @@ class JobHandle:
             if not self._lines or self._lines[-1] != line:
                 self._lines.append(line)
 
-    def lines(self, since: int = 0) -> list[str]:
-        with self._lock:
-            return self._lines[since:]
-
-    def start(self) -> JobHandle:
-        self._thread.start()
-        return self
-
     def cancel(self) -> None:
         try:
             cancel(self.job)
             self._add("Cancelling the Job; its last checkpoint is kept for Resume.")
         except VoxSpaceError as e:
             self._add(e.user_message)
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
 
 def unfinished(settings: Settings, identity: Identity) -> JobRun | None:

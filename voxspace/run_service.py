@@ -44,6 +44,7 @@ from voxspace.run_record import ADAPTER_DIR, SUMMARY, EvalReport, RunRecord
 from voxspace.settings import Settings
 from voxspace.tracking import TrackioTracker
 from voxspace.train import RUN_SPEC, TrainConfig, Trainer
+from voxspace.worker import LoggedWorker
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class RunProgress:
         return self.phase in FINISHED
 
 
-class Run:
+class Run(LoggedWorker):
     """One person's training run, driven by a worker thread. Use the module functions on it."""
 
     def __init__(
@@ -122,8 +123,6 @@ class Run:
         self._evaluate, self._max_new_tokens, self._max_steps = evaluate, max_new_tokens, max_steps_per_slice
         self._checkpoint_every_s = checkpoint_every_s
         self._cancelled = threading.Event()
-        self._lock = threading.Lock()
-        self._lines: list[str] = []
         self._handle: gpu.RunHandle | None = None
         self.phase, self.runs_ahead = "queued", None
         self.step, self.total, self.step_time_s = 0, 0, None
@@ -138,8 +137,10 @@ class Run:
         # The visitor's context (the Gradio request, whose X-IP-Token ZeroGPU bills) goes with the
         # run: a plain thread starts with an empty one, and every GPU call would go unbilled to anyone.
         context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._main,), name=f"voxspace-run-{owner}", daemon=True
+        super().__init__(
+            threading.Thread(
+                target=context.run, args=(self._main,), name=f"voxspace-run-{owner}", daemon=True
+            )
         )
 
     # --- the worker -------------------------------------------------------------------------------
@@ -359,24 +360,11 @@ class Run:
         if self._tracker is not None:
             self._tracker.log_eval(report, step=record.steps_done)
 
-    def lines(self, since: int = 0) -> list[str]:
-        with self._lock:
-            return self._lines[since:]
-
-    def start(self) -> Run:
-        self._thread.start()
-        return self
-
     def cancel(self) -> None:
         self._cancelled.set()
         self.cancel_path.touch()  # read by a slice, even in ZeroGPU's forked worker
         if self._handle is not None:
             self._handle.cancel()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """True once the worker has ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
 
 # --- the functions both callers use -------------------------------------------------------------

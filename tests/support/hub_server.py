@@ -508,6 +508,10 @@ class HubServer(JobsMixin):
             return []
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
 
+    def calls(self, path: str) -> int:
+        """How many requests (any status) went to `path`, e.g. "/api/whoami-v2"."""
+        return sum(r["path"] == path for r in self.requests())
+
     def writes_by(self, repo_id: str) -> set[str | None]:
         """Users who made successful write requests touching `repo_id`."""
         return {

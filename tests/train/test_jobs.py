@@ -38,6 +38,19 @@ def alice(hub_tokens) -> Identity:
     return Identity("alice", token=hub_tokens["alice"], source="local")
 
 
+def _launch(settings, who: Identity, run_dir, data, flavor: str = "l4x1", *, evaluate: bool = True, **config):
+    """jobs.launch with the small config (`config` overrides its fields) on `flavor`."""
+    return jobs.launch(
+        settings,
+        who,
+        run_dir=run_dir,
+        data=data,
+        config=TrainConfig(**{**SMALL, **config}),
+        flavor_name=flavor,
+        evaluate=evaluate,
+    )
+
+
 def _leaks(token: str, *texts: str) -> list[str]:
     return [t[:80] for t in texts if token in t]
 
@@ -47,9 +60,7 @@ def test_a_job_trains_with_the_pinned_takes_and_brings_the_results_home(
     settings, alice, recordings, hub, tmp_path
 ):
     run_dir = tmp_path / "runs" / "on-jobs"
-    job = jobs.launch(
-        settings, alice, run_dir=run_dir, data=recordings, config=TrainConfig(**SMALL), flavor_name="l4x1"
-    )
+    job = _launch(settings, alice, run_dir, recordings)
     pinned = HfApi(endpoint=hub.url, token=alice.token).dataset_info(recordings).sha
     make_take(tmp_path / "later", 6, "a take recorded after the launch")  # must not reach this run
     HfApi(endpoint=hub.url, token=alice.token).upload_folder(
@@ -91,14 +102,7 @@ def test_refusals_come_before_anything_is_billed(settings, alice, recordings, hu
     hub.add_user(scopeless, "alice", kind="oauth", scopes=("openid", "profile", "contribute-repos"))
     oauth = Identity("alice", scopeless, "oauth")
     with pytest.raises(jobs.JobsNotAllowed, match="Start and manage Jobs"):
-        jobs.launch(
-            settings,
-            oauth,
-            run_dir=tmp_path / "a",
-            data=recordings,
-            config=TrainConfig(**SMALL),
-            flavor_name="l4x1",
-        )
+        _launch(settings, oauth, tmp_path / "a", recordings)
 
     bob = Identity("bob", hub_tokens["bob"], "local")
     hub.set_credits("bob", 0)
@@ -110,46 +114,18 @@ def test_refusals_come_before_anything_is_billed(settings, alice, recordings, hu
             make_take(tmp_path / "bob-takes", seq, text)
         api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(tmp_path / "bob-takes"))
         with pytest.raises(jobs.NoCredits, match=r"positive credit balance to run Jobs.*add credits"):
-            jobs.launch(
-                settings,
-                bob,
-                run_dir=tmp_path / "b",
-                data=repo,
-                config=TrainConfig(**SMALL),
-                flavor_name="l4x1",
-            )
+            _launch(settings, bob, tmp_path / "b", repo)
     finally:
         hub.set_credits("bob", 10)
     assert not (tmp_path / "b" / jobs.JOB_FILE).exists()
 
     with pytest.raises(BadInput, match="push them to your dataset repo first"):
-        jobs.launch(
-            settings,
-            alice,
-            run_dir=tmp_path / "c",
-            data=str(tmp_path / "bob-takes"),
-            config=TrainConfig(**SMALL),
-            flavor_name="l4x1",
-        )
+        _launch(settings, alice, tmp_path / "c", str(tmp_path / "bob-takes"))
     with pytest.raises(BadInput, match="Unknown Jobs hardware 'a42'"):
-        jobs.launch(
-            settings,
-            alice,
-            run_dir=tmp_path / "d",
-            data=recordings,
-            config=TrainConfig(**SMALL),
-            flavor_name="a42",
-        )
+        _launch(settings, alice, tmp_path / "d", recordings, "a42")
     big = dataclasses.replace(settings, base_model="mistralai/Voxtral-Small-24B-2507")
     with pytest.raises(BadInput, match=r"needs about 40 GB.*l4x1 has 24 GB.*l40sx1"):
-        jobs.launch(
-            big,
-            alice,
-            run_dir=tmp_path / "e",
-            data=recordings,
-            config=TrainConfig(**{**SMALL, "precision": "8bit"}),
-            flavor_name="l4x1",
-        )
+        _launch(big, alice, tmp_path / "e", recordings, precision="8bit")
     assert not any(
         j["owner"]["name"] in ("alice", "bob") and j["status"]["stage"] == "RUNNING"
         for j in hub._jobs.values()
@@ -173,15 +149,7 @@ def test_cancel_stops_the_job_and_a_killed_job_resumes_as_a_new_job(
     settings, alice, recordings, hub, tmp_path
 ):
     run_dir = tmp_path / "runs" / "cancelled"
-    job = jobs.launch(
-        settings,
-        alice,
-        run_dir=run_dir,
-        data=recordings,
-        config=TrainConfig(**SMALL),
-        flavor_name="a10g-large",
-        evaluate=False,
-    )
+    job = _launch(settings, alice, run_dir, recordings, "a10g-large", evaluate=False)
     jobs.cancel(job)
     stopped = jobs.follow(job, poll_s=0.3)
     assert stopped.phase == "cancelled" and hub.job(job.record.job_id)["status"]["stage"] == "CANCELED"
@@ -189,15 +157,7 @@ def test_cancel_stops_the_job_and_a_killed_job_resumes_as_a_new_job(
     hub.job_env["VOXSPACE_CHECKPOINT_EVERY_S"] = "0"  # a checkpoint mirrored after every step
     try:
         run_dir = tmp_path / "runs" / "killed"
-        job = jobs.launch(
-            settings,
-            alice,
-            run_dir=run_dir,
-            data=recordings,
-            config=TrainConfig(**{**SMALL, "epochs": 3}),
-            flavor_name="l4x1",
-            evaluate=False,
-        )
+        job = _launch(settings, alice, run_dir, recordings, epochs=3, evaluate=False)
         while "checkpoint saved at step" not in hub.job_log(job.record.job_id):
             assert hub.job(job.record.job_id)["status"]["stage"] == "RUNNING", hub.job_log(job.record.job_id)
             time.sleep(0.2)
