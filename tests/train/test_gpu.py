@@ -87,26 +87,38 @@ def test_slice_duration_follows_the_planned_work_and_the_cap():
     assert budget - 0.1 > STOP_MARGIN * 0.1  # the slice's stop rule lets that step start
 
 
+def _cap_for_a_few_steps(run_dir, config, takes_dir, tiny_cfg) -> float:
+    """A slice cap a few steps fit in on this machine as loaded as it is now: one step measured in
+    a slice of its own (first-step warm-up included), times three, never under 3 s."""
+    Trainer(run_dir, config, takes_dir, tiny_cfg).prepare()
+    probe = gpu.gpu_slice(str(run_dir), 600.0, 600, None, 1)
+    assert probe.steps_run == 1 and probe.step_time_s
+    return max(3.0, 3 * one_step_budget(probe.step_time_s, checkpoint.read_state(run_dir)["save_s"]))
+
+
 def test_a_slow_first_slice_does_not_make_the_later_ones_look_impossible(tmp_path, takes_dir, tiny_cfg):
     # A tracker whose first start is slow (trackio's first init on a loaded machine): the first
     # slice's overhead then exceeds the whole cap, yet every later slice starts in a moment.
+    # The cap comes from a step measured here and now: a fixed one failed when load made a step slow.
+    config = TrainConfig(precision="fp32", batch_size=1, epochs=3)
+    gpu.preload_base(tiny_cfg)
+    cap = _cap_for_a_few_steps(tmp_path / "probe", config, takes_dir, tiny_cfg)
+
     class SlowFirstStart:
         calls = 0
 
         def start(self, config):
             SlowFirstStart.calls += 1
             if SlowFirstStart.calls == 1:
-                time.sleep(4.0)
+                time.sleep(cap + 1)
 
         def log(self, metrics, step): ...
         def finish(self): ...
 
-    config = TrainConfig(precision="fp32", batch_size=1, epochs=3)
     Trainer(tmp_path / "run", config, takes_dir, tiny_cfg).prepare()
-    gpu.preload_base(tiny_cfg)
     seen = []
-    last = gpu.run_in_slices(tmp_path / "run", cap_s=3, on_slice=seen.append, tracker=SlowFirstStart())
-    assert last.done and seen[0].overhead_seconds > 3 and len(seen) >= 2
+    last = gpu.run_in_slices(tmp_path / "run", cap_s=cap, on_slice=seen.append, tracker=SlowFirstStart())
+    assert last.done and seen[0].overhead_seconds > cap and len(seen) >= 2
     assert all(s.steps_run > 0 for s in seen)  # no GPU call wasted on a slice too short for a step
 
 
