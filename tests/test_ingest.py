@@ -50,42 +50,59 @@ def speech_file(folder: Path, name: str, text: str = "Please call Maria at nine 
 
 
 # --- transcripts -----------------------------------------------------------------------------------
+def texts(path: Path) -> dict[str, tuple[str, str | None]]:
+    return {k: (v.text, v.language) for k, v in read_transcripts(path).table.items()}
+
+
 def test_csv_with_bom_quotes_and_language(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text('\ufefffile_name,text,language\n"a.wav","Hello, Maria",en\nsub/b.wav,नमस्ते दुनिया,hi\n'
                  "c.wav,  spaced   out  ,\n", encoding="utf-8")
-    assert read_transcripts(p) == {"a.wav": ("Hello, Maria", "en"), "b.wav": ("नमस्ते दुनिया", "hi"),
+    assert texts(p) == {"a.wav": ("Hello, Maria", "en"), "b.wav": ("नमस्ते दुनिया", "hi"),
                                    "c.wav": ("spaced out", None)}
 
 
 def test_tsv_and_jsonl_with_alternative_column_names(tmp_path):
     tsv = tmp_path / "t.tsv"
     tsv.write_text("path\tsentence\na.wav\tone two three\n", encoding="utf-8")
-    assert read_transcripts(tsv) == {"a.wav": ("one two three", None)}
+    assert texts(tsv) == {"a.wav": ("one two three", None)}
     jl = tmp_path / "t.jsonl"
     jl.write_text('{"file": "a.wav", "transcript": "bonjour à tous", "lang": "fr-FR"}\n\n',
                   encoding="utf-8")
-    assert read_transcripts(jl) == {"a.wav": ("bonjour à tous", "fr")}
+    assert texts(jl) == {"a.wav": ("bonjour à tous", "fr")}
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("t.csv", "name,words\na.wav,hello\n", "needs a 'file_name' column and a 'text' column"),
     ("t.csv", "", "has no transcripts"),
-    ("t.jsonl", '{"file_name": "a.wav", "text": "ok"}\n{"file_name": "b.wav", "text": "ok"}\n'
-                '{"file_name": "c.wav", "text": oops}\n', "line 3 is not valid JSON"),
-    ("t.jsonl", '["a.wav", "text"]\n', "line 1 must be a JSON object"),
-    ("t.csv", "file_name,text\na.wav,hi there,extra\n", "line 2 has more cells"),
-    ("t.csv", "file_name,text\na.wav,one\na.wav,two\n", "a.wav appears twice"),
-    ("t.csv", "file_name,text,language\na.wav,hola,klingon\n", "line 2: Unsupported language"),
-    ("t.csv", "file_name,text\na.wav,\n", "transcript of a.wav is empty"),
     ("t.txt", "a.wav hello\n", "must be a .csv, .tsv or .jsonl"),
 ])
-def test_malformed_transcripts_say_what_and_where(tmp_path, name, content, message):
+def test_malformed_transcript_files_say_what(tmp_path, name, content, message):
     p = tmp_path / name
     p.write_text(content, encoding="utf-8")
     with pytest.raises(BadInput) as e:
         read_transcripts(p)
     assert message in e.value.user_message
+
+
+@pytest.mark.parametrize(("name", "content", "key", "message"), [
+    ("t.jsonl", '{"file_name": "a.wav", "text": "ok"}\n{"file_name": "b.wav", "text": "ok"}\n'
+                '{"file_name": "c.wav", "text": oops}\n', "t.jsonl, line 3", "line 3 is not valid JSON"),
+    ("t.jsonl", '{"file_name": "a.wav", "text": "ok"}\n["a.wav", "text"]\n', "t.jsonl, line 2",
+     "line 2 must be a JSON object"),
+    ("t.csv", "file_name,text\na.wav,ok\nb.wav,hi there,extra\n", "t.csv, line 3", "line 3 has more cells"),
+    ("t.csv", "file_name,text\na.wav,one\na.wav,two\n", "t.csv, line 3", "a.wav appears twice"),
+    ("t.csv", "file_name,text,language\na.wav,ok,\nb.wav,hola,klingon\n", "b.wav",
+     "line 3: Unsupported language"),
+    ("t.csv", "file_name,text\na.wav,ok\nb.wav,\n", "b.wav", "transcript of b.wav is empty"),
+    ("t.csv", "file_name,text\na.wav,ok\n,hello\n", "t.csv, line 3", "line 3: the file name is empty"),
+])
+def test_a_bad_line_is_named_and_the_good_lines_kept(tmp_path, name, content, key, message):
+    p = tmp_path / name
+    p.write_text(content, encoding="utf-8")
+    found = read_transcripts(p)
+    assert found.table["a.wav"].text in ("ok", "one")
+    assert list(found.refused) == [key] and message in found.refused[key]
 
 
 def test_binary_transcript_file_is_refused(tmp_path):
@@ -220,11 +237,16 @@ def test_not_a_zip_becomes_a_rejected_row(tmp_path):
     assert rows[0].reason == "takes.zip is not a valid zip file."
 
 
-def test_zip_with_malformed_transcripts_is_rejected(tmp_path):
+def test_zip_with_a_malformed_transcript_line_names_it(tmp_path):
     x, sr = speech()
     z = make_zip(tmp_path / "t.zip", {"a.wav": wav_bytes(x, sr), "meta.jsonl": b'{"file_name": "a.wav"\n'})
     rows = ingest_upload([z], language="en", save=Collector())
-    assert rows[0].name == "t.zip/meta.jsonl" and "line 1 is not valid JSON" in rows[0].reason
+    by_name = {r.name: r for r in rows}
+    assert by_name["a.wav"].reason.startswith("No transcript")
+    assert "meta.jsonl, line 1 is not valid JSON" in by_name["meta.jsonl, line 1"].reason
+    z = make_zip(tmp_path / "u.zip", {"a.wav": wav_bytes(x, sr), "meta.csv": b"name,words\na.wav,hi\n"})
+    rows = ingest_upload([z], language="en", save=Collector())
+    assert [r.name for r in rows] == ["u.zip"] and "needs a 'file_name' column" in rows[0].reason
 
 
 # --- import from a dataset folder (the Hub-server variant lives in test_ingest_hub.py) ------------

@@ -22,6 +22,7 @@ import soundfile as sf
 import soxr
 
 from voxspace.errors import Clipped, NonFiniteAudio, TooLong, TooQuiet, TooShort, UnreadableAudio
+from voxspace.input_checks import HEADER_LENGTH_FACTOR, check_complete, check_header, file_too_long
 from voxspace.settings import Limits
 
 SAMPLE_RATE = 16_000
@@ -62,55 +63,82 @@ class CleanAudio:
 
 
 # --- decoding -----------------------------------------------------------------------------------
-def decode(source: AudioSource) -> tuple[np.ndarray, int]:
+def decode(source: AudioSource, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, int]:
     """Any input the UI, an upload or an import gives -> (float32 samples, sample rate).
 
     Samples are shaped (frames,) or (frames, channels) and scaled to [-1, 1] for integer input;
-    nothing is mixed, resampled or checked yet. `source` is a file path, the file's bytes, or
-    gradio's `type="numpy"` tuple (sample_rate, int16/float array).
+    nothing is mixed, resampled or judged yet, except what the header alone tells
+    (input_checks: a file far too long, or one cut short, is refused before it is decoded). A path
+    is read by soundfile frame by frame, never whole into memory. `source` is a file path, the
+    file's bytes, or gradio's `type="numpy"` tuple (sample_rate, int16/float array).
     """
     if isinstance(source, tuple):
         sr, data = source
         return _to_float(np.asarray(data)), int(sr)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        name = "uploaded bytes"
+        src: Path | bytes = bytes(source)
+        name, size = "uploaded bytes", len(src)
     else:
-        path = Path(source)
+        src = Path(source)
+        name = src.name
         try:
-            data = path.read_bytes()
+            size = src.stat().st_size
         except OSError as e:
-            raise UnreadableAudio(UNREADABLE_MSG, detail=f"{path.name}: {e.strerror}") from e
-        name = path.name
-    if not data:
+            raise UnreadableAudio(UNREADABLE_MSG, detail=f"{name}: {e.strerror}") from e
+    if not size:
         raise UnreadableAudio("This file is empty. Please record again or choose another file.",
                               detail=f"{name}: 0 bytes")
     try:
-        return _read_soundfile(data)
+        declared = check_header(src, limits, name)
+    except OSError as e:
+        raise UnreadableAudio(UNREADABLE_MSG, detail=f"{name}: {e.strerror}") from e
+    try:
+        samples, sr = _read_soundfile(src)
     except (sf.LibsndfileError, RuntimeError, ValueError) as first:
-        try:
-            return _read_soundfile(_ffmpeg_to_wav(data))
-        except (sf.LibsndfileError, RuntimeError, ValueError) as second:
-            raise UnreadableAudio(UNREADABLE_MSG,
-                                  detail=f"{name}: soundfile: {first}; ffmpeg: {second}") from second
+        samples, sr = _decode_with_ffmpeg(src, name, first, limits)
+    check_complete(declared, len(samples), sr, name)
+    return samples, sr
 
 
-def _read_soundfile(data: bytes) -> tuple[np.ndarray, int]:
-    samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+def _decode_with_ffmpeg(src: Path | bytes, name: str, first: Exception,
+                        limits: Limits) -> tuple[np.ndarray, int]:
+    cap_s = limits.max_take_s * HEADER_LENGTH_FACTOR
+    try:
+        samples, sr = _read_soundfile(_ffmpeg_to_wav(src, cap_s))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as second:
+        raise UnreadableAudio(UNREADABLE_MSG,
+                              detail=f"{name}: soundfile: {first}; ffmpeg: {second}") from second
+    if len(samples) >= (cap_s - 0.5) * sr:  # ffmpeg stopped at the cap: the file goes on
+        raise file_too_long(None, limits, detail=f"{name}: ffmpeg decoding stopped at {cap_s:g} s")
+    return samples, sr
+
+
+def _read_soundfile(data: Path | bytes) -> tuple[np.ndarray, int]:
+    samples, sr = sf.read(io.BytesIO(data) if isinstance(data, bytes) else data, dtype="float32",
+                          always_2d=False)
     return samples, int(sr)
 
 
-def _ffmpeg_to_wav(data: bytes) -> bytes:
-    """Formats libsndfile lacks (webm, m4a...): ffmpeg decodes to float WAV, channels and rate kept."""
+def _ffmpeg_to_wav(src: Path | bytes, cap_s: float) -> bytes:
+    """Formats libsndfile lacks (webm, m4a...): ffmpeg decodes to float WAV, channels and rate kept.
+
+    At most `cap_s` seconds are decoded (-t), so a huge file cannot fill the memory.
+    """
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise RuntimeError("format not readable by soundfile and no ffmpeg binary on PATH")
+    # Only the pipe may be opened: an uploaded playlist (m3u8, ffconcat) must not make ffmpeg
+    # read the server's own files or URLs. A file is streamed in, not read whole first.
+    args = [exe, "-nostdin", "-v", "error", "-protocol_whitelist", "pipe", "-i", "pipe:0", "-vn",
+            "-t", f"{cap_s:g}", "-f", "wav", "-c:a", "pcm_f32le", "pipe:1"]
     try:
-        # Only the pipe may be opened: an uploaded playlist (m3u8, ffconcat) must not make ffmpeg
-        # read the server's own files or URLs.
-        proc = subprocess.run([exe, "-nostdin", "-v", "error", "-protocol_whitelist", "pipe",
-                               "-i", "pipe:0", "-vn", "-f", "wav", "-c:a", "pcm_f32le", "pipe:1"],
-                              input=data, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+        if isinstance(src, bytes):
+            proc = subprocess.run(args, input=src, capture_output=True, timeout=FFMPEG_TIMEOUT_S,
+                                  check=False)
+        else:
+            with open(src, "rb") as f:
+                proc = subprocess.run(args, stdin=f, capture_output=True, timeout=FFMPEG_TIMEOUT_S,
+                                      check=False)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S} s") from e
     if proc.returncode != 0 or not proc.stdout:
@@ -137,7 +165,7 @@ def prepare_take(source: AudioSource, limits: Limits = DEFAULT_LIMITS) -> CleanA
     Order matters for the message a person gets: a broken file is reported before a quiet one, and
     clipping is measured at the source rate (resampling smooths flat tops away).
     """
-    samples, sr = decode(source)
+    samples, sr = decode(source, limits)
     if samples.size == 0:
         raise _no_speech(detail="0 samples")
     if not np.isfinite(samples).all():

@@ -36,6 +36,26 @@ class BadRepoName(BadInput):
     """A repository id that the Hub would refuse."""
 
 
+class BadTranscript(BadInput):
+    """A transcript that cannot be the text of its recording (voxspace.input_checks)."""
+
+
+class ControlCharacters(BadTranscript):
+    """NUL, terminal escape codes or other control characters in a transcript: refused, not stripped."""
+
+
+class TextDoesNotFitAudio(BadTranscript):
+    """More characters than anyone can say in the recording's duration."""
+
+
+class MissingAudio(BadInput):
+    """A transcript line names an audio file that was not uploaded."""
+
+
+class CorruptZip(BadInput):
+    """A zip that fails its own integrity checks (CRC, sizes, truncated): nothing from it is used."""
+
+
 class DuplicateTake(BadInput):
     """The same audio is already stored as a take: `take_id` names it."""
 
@@ -65,6 +85,12 @@ class TooShort(BadAudio):
 
 class TooLong(BadAudio):
     code = "too_long"
+
+
+class TruncatedAudio(BadAudio):
+    """A WAV/FLAC whose header promises more audio than the file holds."""
+
+    code = "truncated"
 
 
 class TooQuiet(BadAudio):

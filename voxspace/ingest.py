@@ -19,13 +19,15 @@ import stat
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from voxspace.audio import DEFAULT_LIMITS, prepare_take
-from voxspace.errors import BadInput, VoxSpaceError
+from voxspace.errors import BadInput, CorruptZip, MissingAudio, VoxSpaceError
+from voxspace.input_checks import check_transcript
 from voxspace.settings import LANGUAGES, Limits
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -75,12 +77,34 @@ def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
     return next((lower[w] for w in wanted if w in lower), None)
 
 
-def read_transcripts(path: Path) -> dict[str, tuple[str, str | None]]:
-    """file name -> (text, language or None) from a csv, tsv or jsonl file.
+class Line(NamedTuple):
+    """One transcript line: the text, its language (None: not given) and where it was read."""
+
+    text: str
+    language: str | None
+    where: str  # "t.csv, line 4"
+
+
+@dataclass
+class TranscriptFile:
+    """The good lines of a transcript file by audio name, and every refused line with its reason.
+
+    `refused` maps the audio name a bad line gives (or "t.csv, line 4" when it gives none) to the
+    sentence naming the line and the reason; the other lines are used.
+    """
+
+    table: dict[str, Line]
+    refused: dict[str, str]
+
+
+def read_transcripts(path: Path) -> TranscriptFile:
+    """Audio file name -> transcript line, from a csv, tsv or jsonl file; bad lines set aside.
 
     Columns (case-insensitive): a file name (file_name/filename/file/path/audio), a text
     (text/transcript/transcription/sentence) and optionally a language (language/lang/locale).
-    Any malformed line raises BadInput naming the file and line.
+    A problem with the whole file (not UTF-8, no such columns, no lines) raises BadInput; a bad
+    line (not JSON, an empty or garbled field, a name twice) is refused by its number, and the
+    good lines are kept.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -91,59 +115,83 @@ def read_transcripts(path: Path) -> dict[str, tuple[str, str | None]]:
     except UnicodeDecodeError as e:
         raise BadInput(f"{path.name} is not UTF-8 text. Save it as UTF-8 and upload it again.",
                        detail=str(e)) from e
-    rows = list(_jsonl_rows(path.name, content) if suffix == ".jsonl"
-                else _delimited_rows(path.name, content, "\t" if suffix == ".tsv" else ","))
-    if not rows:
+    refused: dict[str, str] = {}
+    rows = []
+    for line, row in (_jsonl_rows(path.name, content) if suffix == ".jsonl"
+                      else _delimited_rows(path.name, content, "\t" if suffix == ".tsv" else ",")):
+        if isinstance(row, str):
+            refused[f"{path.name}, line {line}"] = row
+        else:
+            rows.append((line, row))
+    if not rows and not refused:
         raise BadInput(f"{path.name} has no transcripts in it.")
     columns = list(dict.fromkeys(k for _, row in rows for k in row))
     name_col, text_col = _pick(columns, NAME_COLUMNS), _pick(columns, TEXT_COLUMNS)
     lang_col = _pick(columns, LANGUAGE_COLUMNS)
-    if name_col is None or text_col is None:
+    if rows and (name_col is None or text_col is None):
         raise BadInput(f"{path.name} needs a 'file_name' column and a 'text' column "
                        f"(found: {', '.join(columns) or 'none'}).")
-    out: dict[str, tuple[str, str | None]] = {}
+    table: dict[str, Line] = {}
     for line, row in rows:
+        where = f"{path.name}, line {line}"
         name = str(row.get(name_col) or "").strip()
-        text = " ".join(str(row.get(text_col) or "").split())
-        if not name:
-            raise BadInput(f"{path.name}, line {line}: the file name is empty.")
-        if not text:
-            raise BadInput(f"{path.name}, line {line}: the transcript of {name} is empty.")
+        key = _key(name) if name else where
+        if key in table:  # the first line stands; this one is named on its own
+            refused[where] = f"{where}: {name} appears twice; the first line was used."
+            continue
         try:
-            language = normalise_language(row.get(lang_col)) if lang_col else None
+            table[key] = _read_line(row, name, where, text_col, lang_col)
         except BadInput as e:
-            raise BadInput(f"{path.name}, line {line}: {e.user_message}") from e
-        key = _key(name)
-        if key in out:
-            raise BadInput(f"{path.name}, line {line}: {name} appears twice.")
-        out[key] = (text, language)
-    return out
+            refused.setdefault(key, e.user_message)
+    return TranscriptFile(table, refused)
 
 
-def _jsonl_rows(name: str, content: str) -> Iterator[tuple[int, dict]]:
+def _read_line(row: dict, name: str, where: str, text_col: str | None, lang_col: str | None) -> Line:
+    if not name:
+        raise BadInput(f"{where}: the file name is empty.")
+    try:
+        text = check_transcript(str(row.get(text_col) or ""))
+    except BadInput as e:
+        raise BadInput(f"{where}: {e.user_message}") from e
+    if not text:
+        raise BadInput(f"{where}: the transcript of {name} is empty.")
+    try:
+        language = normalise_language(row.get(lang_col)) if lang_col else None
+    except BadInput as e:
+        raise BadInput(f"{where}: {e.user_message}") from e
+    return Line(text, language, where)
+
+
+def _jsonl_rows(name: str, content: str) -> Iterator[tuple[int, dict | str]]:
+    """(line number, row) for each line; (line number, the reason) for one that is not a row."""
     for n, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{name}, line {n} is not valid JSON.", detail=str(e)) from e
+        except json.JSONDecodeError:
+            yield n, f"{name}, line {n} is not valid JSON; the other lines were used."
+            continue
         if not isinstance(row, dict):
-            raise BadInput(f"{name}, line {n} must be a JSON object like "
-                           '{"file_name": "a.wav", "text": "..."}.')
+            yield n, (f"{name}, line {n} must be a JSON object like "
+                      '{"file_name": "a.wav", "text": "..."}; the other lines were used.')
+            continue
         yield n, row
 
 
-def _delimited_rows(name: str, content: str, delimiter: str) -> Iterator[tuple[int, dict]]:
+def _delimited_rows(name: str, content: str, delimiter: str) -> Iterator[tuple[int, dict | str]]:
+    """As _jsonl_rows; a quoting error stops the reader (csv cannot resync), so later lines are lost."""
     reader = csv.DictReader(io.StringIO(content), delimiter=delimiter, strict=True)
     try:
         for row in reader:
             if None in row:  # more cells than header columns
-                raise BadInput(f"{name}, line {reader.line_num} has more cells than the header.")
-            if any(v is not None and v.strip() for v in row.values()):
+                yield reader.line_num, (f"{name}, line {reader.line_num} has more cells than the "
+                                        "header; the other lines were used.")
+            elif any(v is not None and v.strip() for v in row.values()):
                 yield reader.line_num, row
-    except csv.Error as e:
-        raise BadInput(f"{name}, line {reader.line_num} is malformed.", detail=str(e)) from e
+    except csv.Error:
+        yield reader.line_num, (f"{name}, line {reader.line_num} is malformed (a stray quote?); "
+                                "it and the lines after it were not used.")
 
 
 def _key(name: str) -> str:
@@ -151,7 +199,7 @@ def _key(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).name
 
 
-def _lookup(table: dict[str, tuple[str, str | None]], name: str) -> tuple[str, str | None] | None:
+def _lookup(table: dict[str, Line], name: str) -> Line | None:
     key = _key(name)
     if key in table:
         return table[key]
@@ -165,27 +213,74 @@ def ingest_upload(paths: list[Path], *, transcripts: Path | None = None, languag
     """Check and save uploaded audio files; zips are opened safely and may hold the transcripts.
 
     A transcript file may be passed as `transcripts`, among `paths`, or inside a zip. `language`
-    applies to files whose transcript gives none ("" lets Voxtral detect it).
+    applies to files whose transcript gives none ("" lets Voxtral detect it). Besides a row per
+    audio file, the table has a row per refused transcript line and per line whose audio file
+    was not among the upload (MissingAudio), so nothing is dropped without a word.
     """
     paths = [Path(p) for p in paths]
     if language:
         normalise_language(language)
-    table: dict[str, tuple[str, str | None]] = {}
+    listed = _Listed()
     for t in [transcripts, *(p for p in paths if p.suffix.lower() in TRANSCRIPT_SUFFIXES)]:
         if t is not None:
-            table.update(read_transcripts(Path(t)))
+            listed.add(read_transcripts(Path(t)))
     _check_upload_size([p for p in paths if p.suffix.lower() not in TRANSCRIPT_SUFFIXES], limits)
 
     rows: list[IngestRow] = []
+    zip_refused = False
     for path in paths:
         suffix = path.suffix.lower()
         if suffix in TRANSCRIPT_SUFFIXES:
             continue
         if suffix == ".zip":
-            rows.extend(_ingest_zip(path, table, language, save, limits))
+            zip_rows = _ingest_zip(path, listed, language, save, limits)
+            zip_refused |= len(zip_rows) == 1 and zip_rows[0].name == path.name
+            rows.extend(zip_rows)
         else:
-            rows.append(_ingest_file(path, path.name, table, language, save, limits))
-    return rows
+            rows.append(_ingest_file(path, path.name, listed, language, save, limits))
+    return rows + listed.leftovers(zip_refused)
+
+
+@dataclass
+class _Listed:
+    """Every transcript line of an upload, which of them found their audio, and the refused ones."""
+
+    table: dict[str, Line] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+
+    def add(self, transcripts: TranscriptFile) -> None:
+        self.table.update(transcripts.table)
+        self.refused.update(transcripts.refused)
+
+    def find(self, name: str) -> Line | str | None:
+        """The line for audio `name`; the refusal sentence when its line was refused; None if unlisted."""
+        key = _key(name)
+        found = _lookup(self.table, name)
+        if found is not None:
+            self.used.add(next(k for k, v in self.table.items() if v is found))
+            return found
+        stem = PurePosixPath(key).stem
+        bad = next((k for k in self.refused if k == key or PurePosixPath(k).stem == stem), None)
+        if bad is not None:
+            self.used.add(bad)
+            return self.refused[bad]
+        return None
+
+    def leftovers(self, zip_refused: bool) -> list[IngestRow]:
+        """Rows for refused lines no audio file answered, and for lines whose audio never came.
+
+        After a zip was refused whole its files are unknown, so lines are not called missing then.
+        """
+        rows = [IngestRow(k, False, reason, 0.0, "") for k, reason in self.refused.items()
+                if k not in self.used]
+        if not zip_refused:
+            for key, line in self.table.items():
+                if key not in self.used:
+                    e = MissingAudio(f"{line.where} names {key}, but no file of that name was uploaded; "
+                                     "add the audio file (or remove the line).")
+                    rows.append(IngestRow(key, False, e.user_message, 0.0, line.text))
+        return rows
 
 
 def _check_upload_size(paths: list[Path], limits: Limits) -> None:
@@ -197,16 +292,17 @@ def _check_upload_size(paths: list[Path], limits: Limits) -> None:
                        "time.", detail=f"{total} bytes")
 
 
-def _ingest_file(path: Path, name: str, table: dict[str, tuple[str, str | None]], language: str,
-                 save: Save, limits: Limits) -> IngestRow:
+def _ingest_file(path: Path, name: str, listed: _Listed, language: str, save: Save,
+                 limits: Limits) -> IngestRow:
     if path.suffix.lower() not in AUDIO_SUFFIXES:
         return IngestRow(name, False, "Not an audio file: use WAV, FLAC, OGG or MP3.", 0.0, "")
-    found = _lookup(table, name)
+    found = listed.find(name)
     if found is None:
         return IngestRow(name, False, "No transcript for this file: add a line for it to the "
                          "csv/tsv/jsonl file.", 0.0, "")
-    text, file_language = found
-    return _check_and_save(path, name, text, file_language or language, "upload", save, limits)
+    if isinstance(found, str):
+        return IngestRow(name, False, f"Its transcript line was refused: {found}", 0.0, "")
+    return _check_and_save(path, name, found.text, found.language or language, "upload", save, limits)
 
 
 class _CapReached(Exception):
@@ -227,21 +323,18 @@ def _check_and_save(source: Any, name: str, text: str, language: str, origin: st
     return IngestRow(name, True, "", clean.duration, text)
 
 
-def _ingest_zip(path: Path, table: dict[str, tuple[str, str | None]], language: str, save: Save,
+def _ingest_zip(path: Path, listed: _Listed, language: str, save: Save,
                 limits: Limits) -> list[IngestRow]:
     with tempfile.TemporaryDirectory(prefix="voxspace-zip-") as tmp:
         try:
             members = extract_zip(path, Path(tmp), limits)
+            inner = [read_transcripts(Path(tmp) / rel) for rel in members
+                     if rel.suffix.lower() in TRANSCRIPT_SUFFIXES]
         except BadInput as e:
             return [IngestRow(path.name, False, e.user_message, 0.0, "")]
-        inner = dict(table)
-        for rel in members:
-            if rel.suffix.lower() in TRANSCRIPT_SUFFIXES:
-                try:
-                    inner.update(read_transcripts(Path(tmp) / rel))
-                except BadInput as e:
-                    return [IngestRow(f"{path.name}/{rel}", False, e.user_message, 0.0, "")]
-        return [_ingest_file(Path(tmp) / rel, str(rel), inner, language, save, limits)
+        for transcripts in inner:
+            listed.add(transcripts)
+        return [_ingest_file(Path(tmp) / rel, str(rel), listed, language, save, limits)
                 for rel in members if rel.suffix.lower() not in TRANSCRIPT_SUFFIXES]
 
 
@@ -250,12 +343,13 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[PurePosixPath]:
 
     Refused (BadInput for the whole archive): absolute names, '..' components, symlinks,
     encrypted entries, more than max_upload_files entries, more than max_upload_mb uncompressed,
-    or a compression ratio only a zip bomb has. Hidden files and macOS '__MACOSX' folders are
-    skipped. Returns the extracted files' relative paths.
+    or a compression ratio only a zip bomb has; CorruptZip when an entry fails its CRC, holds
+    other than the size the archive declares, or cannot be decompressed. Hidden files and macOS
+    '__MACOSX' folders are skipped. Returns the extracted files' relative paths.
     """
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise BadInput(f"{path.name} is not a valid zip file.", detail=str(e)) from e
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -277,12 +371,28 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[PurePosixPath]:
                 raise BadInput(f"{path.name} is password-protected; upload an unencrypted zip.")
             wanted.append((info, rel))
         for info, rel in wanted:
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:  # reads stop at file_size
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
+            _extract_member(zf, info, dest / rel, path.name)
     return [rel for _, rel in wanted]
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: str) -> None:
+    """Copy one entry out, at most the size it declares (reads stop there), checking it whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with zf.open(info) as src, open(target, "wb") as out:
+            while chunk := src.read(1 << 20):
+                written += out.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as e:
+        raise _corrupt(archive, info, str(e)) from e
+    if written != info.file_size:  # the archive lied about the size (Python does not check)
+        raise _corrupt(archive, info, f"{written} bytes, {info.file_size} declared")
+
+
+def _corrupt(archive: str, info: zipfile.ZipInfo, detail: str) -> CorruptZip:
+    return CorruptZip(f"{archive} is damaged ({info.filename} fails the zip's own integrity check), so "
+                      "nothing from it was added. Make the zip again from the original files and upload "
+                      "it again.", detail=f"{info.filename}: {detail}")
 
 
 def _safe_member_name(archive: str, info: zipfile.ZipInfo) -> PurePosixPath:

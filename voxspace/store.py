@@ -55,6 +55,7 @@ from voxspace.hub import (
     user_cache_dir,
     validate_repo_id,
 )
+from voxspace.input_checks import check_transcript
 from voxspace.layout import (
     METADATA,
     SPLITS,
@@ -154,7 +155,8 @@ def write_take_durably(root: Path, take: Take, wav_bytes: bytes) -> Path:
     return final
 
 
-def _check_take_input(wav_bytes: bytes, duration: float, text: str, language: str) -> None:
+def _check_take_input(wav_bytes: bytes, duration: float, text: str, language: str) -> str:
+    """The take's transcript, cleaned (input_checks.check_transcript); BadInput when it cannot be stored."""
     if not isinstance(wav_bytes, bytes | bytearray) or wav_bytes[:4] != b"RIFF" or wav_bytes[8:12] != b"WAVE":
         raise BadInput("This take is not a WAV file; it was not saved.",
                        detail="the store expects prepared WAV bytes")
@@ -164,6 +166,7 @@ def _check_take_input(wav_bytes: bytes, duration: float, text: str, language: st
         raise BadInput("A take needs the sentence that was read; it was not saved.")
     if language and language not in LANGUAGES:
         raise BadInput(f"Unknown language '{language}': choose one of {', '.join(LANGUAGES)}.")
+    return check_transcript(text, duration)
 
 
 class TakeStore:
@@ -301,7 +304,7 @@ class TakeStore:
         "refuse" it (the default for files: upload, import, CLI); "resend": refuse it only with the
         same text (a browser sending a kept take again); "allow" (the default for a live microphone
         take, new audio by nature: only a replayed test microphone could match)."""
-        _check_take_input(wav_bytes, duration, text, language)
+        text = _check_take_input(wav_bytes, duration, text, language)
         fingerprint = audio_fingerprint(wav_bytes)
         if duplicates == "auto":
             duplicates = "allow" if source == "mic" else "refuse"
@@ -310,12 +313,12 @@ class TakeStore:
             with self._lock:
                 same = self._same_audio(fingerprint)
                 if same is not None and (duplicates == "refuse"
-                                         or (duplicates == "resend" and same.text == text.strip())):
+                                         or (duplicates == "resend" and same.text == text)):
                     raise _duplicate(same)
                 seq = 1 + max((t.seq for t in self._all()), default=-1)
                 # A second take of the same audio (allowed from the microphone) gets a random suffix,
                 # so ids stay unique; the first one already names that audio.
-                take = Take(take_id=new_take_id(None if same else fingerprint), text=text.strip(),
+                take = Take(take_id=new_take_id(None if same else fingerprint), text=text,
                             language=language or "",
                             duration=round(float(duration), 3), phrase_id=phrase_id or "",
                             split=split_for(seq), seq=seq, created_at=time.time(), source=source)
