@@ -36,10 +36,11 @@ _STOP_AFTER = """(root, ms) => new Promise((resolve) => {
 })"""
 
 
-def new_visitor(browser: Browser, app_url: str, hub_url: str,
-                user: str | None) -> tuple[BrowserContext, Page]:
+def new_visitor(browser: Browser, app_url: str, hub_url: str, user: str | None,
+                extra_permissions: list[str] | None = None) -> tuple[BrowserContext, Page]:
     """A fresh browser profile; `user` is who the local Hub's OAuth page signs in."""
-    ctx = browser.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(permissions=["microphone", *(extra_permissions or [])],
+                              viewport={"width": 1280, "height": 900})
     if user:
         ctx.add_cookies([{"name": "hub_user", "value": user, "url": hub_url}])
     page = ctx.new_page()
@@ -53,6 +54,18 @@ def sign_in(page: Page, user: str) -> None:
     page.get_by_role("button", name="Sign in with Hugging Face").click()
     expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {user}", timeout=TIMEOUT_MS)
     expect(page.locator("#take-status")).to_contain_text("Press R")
+
+
+def paste_own_phrases(page: Page, text: str) -> None:
+    """Put `text` on the clipboard and paste it with Ctrl+V into "Your own phrases", as a person
+    does (needs the clipboard permissions on the context), then press "Use these phrases"."""
+    page.locator("#custom-section").get_by_text("Your own phrases").click()
+    box = page.locator("#custom-text textarea")
+    page.evaluate("(s) => navigator.clipboard.writeText(s)", text)
+    box.click()
+    page.keyboard.press("Control+V")
+    expect(box).to_have_value(text)
+    page.locator("#custom-btn").click()
 
 
 def phrase(page: Page) -> str:

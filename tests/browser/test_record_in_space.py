@@ -4,6 +4,7 @@ stays apart; bad takes are explained and kept; the loop works from the keyboard 
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import soundfile as sf
@@ -148,5 +149,22 @@ def test_leaving_the_page_with_an_unsaved_take_asks_first(mic_browser, space_app
         with page.expect_event("dialog", timeout=15_000) as asked:
             page.close(run_before_unload=True)
         assert asked.value.type == "beforeunload"
+    finally:
+        ctx.close()
+
+
+def test_pasting_three_thousand_own_phrases_uses_them_all(mic_browser, space_app, hub):
+    """Issue 16: "pasting 3,000 own phrases takes 62 s". A real paste (Ctrl+V from the clipboard,
+    clipboard permission granted to the profile) is what a person does; Playwright's fill() types
+    the text through a far slower path and is not used. Speed: bench/paste_phrases.py."""
+    mine = [f"my own phrase number {i} about the clinic" for i in range(3000)]
+    ctx, page = pages.new_visitor(mic_browser, space_app.url, hub.url, "bob",
+                                  extra_permissions=["clipboard-read", "clipboard-write"])
+    try:
+        pages.sign_in(page, "bob")
+        pages.paste_own_phrases(page, "\n".join(mine))
+        expect(page.locator("#custom-status")).to_contain_text("Using your 3000 phrases")
+        expect(page.locator("#phrase .vx-phrase-text")).to_have_text(re.compile("my own phrase number"))
+        assert pages.phrase(page) in mine
     finally:
         ctx.close()
