@@ -40,6 +40,11 @@ class Identity:
         return bool(self.username and self.token)
 
     @property
+    def owner(self) -> str:
+        """Whose runs and pages these are: the username, "local" when nobody is signed in."""
+        return self.username or "local"
+
+    @property
     def token_fingerprint(self) -> str | None:
         """A short, non-reversible tag for the token (cache keys, never logs of the token itself)."""
         return _fingerprint(self.token) if self.token else None

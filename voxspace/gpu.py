@@ -355,17 +355,27 @@ def run_in_slices(
     max_idle_slices: int = 2,
     owner: str = "local",
     queue: RunQueue | None = None,
+    keep_going: Callable[[], bool] | None = None,
 ) -> Any:
     """Chain GPU slices until the run is done or cancelled; returns the last SliceSummary.
 
     Only one run trains at a time (`queue`, Busy otherwise). Checkpoints are pushed (`push`)
-    between slices, outside the GPU call: uploading spends no GPU time.
+    between slices, outside the GPU call: uploading spends no GPU time. `keep_going` is asked
+    between slices: False ends the chain at the last checkpoint.
     """
     queue = QUEUE if queue is None else queue
     queue.require_turn(owner)
     try:
         return _chain_slices(
-            str(run_dir), cap_s, cancel_path, on_slice, push, tracker, max_steps_per_slice, max_idle_slices
+            str(run_dir),
+            cap_s,
+            cancel_path,
+            on_slice,
+            push,
+            tracker,
+            max_steps_per_slice,
+            max_idle_slices,
+            keep_going,
         )
     finally:
         queue.leave(owner)
@@ -380,6 +390,7 @@ def _chain_slices(
     tracker: Any,
     max_steps_per_slice: int | None,
     max_idle_slices: int,
+    keep_going: Callable[[], bool] | None = None,
 ) -> Any:
     from voxspace import checkpoint
     from voxspace.train import Trainer
@@ -392,6 +403,8 @@ def _chain_slices(
     log.info("features of %d takes ready before the first GPU call (process %d)", n, os.getpid())
     summary, idle, overhead = None, 0, None
     while True:
+        if summary is not None and keep_going is not None and not keep_going():
+            return summary  # the last checkpoint is kept: Resume continues from it
         state = checkpoint.read_state(run_dir) if checkpoint.has_checkpoint(run_dir) else {}
         remaining = state["total_steps"] - state["step"] if state else None
         budget, duration = plan_slice(

@@ -8,7 +8,7 @@
     start_run(settings, identity, run_dir=r.run_dir, resume=True)
 
 A run goes queued -> evaluating-before -> training -> evaluating-after -> done (or failed /
-cancelled). Hyperparameters and the takes are checked in `start_run` itself, before any model is
+cancelled / paused). Hyperparameters and the takes are checked in `start_run` itself, before any model is
 loaded or GPU time spent, so a bad value or too few takes is an exception the caller shows at
 once; everything later is reported through `progress` with a sentence, never a traceback.
 
@@ -16,7 +16,10 @@ One run holds the GPU at a time (gpu.QUEUE, for the whole run: both evaluations 
 second person's run waits in the queue and sees its place. On ZeroGPU, where every call gets a GPU
 of its own, up to Settings.zerogpu_runs runs go at once. On ZeroGPU (or when `sliced`) training
 is chained `@spaces.GPU` slices, each checkpoint pushed to the person's private model repo between
-slices so a Space restart loses nothing; on a dedicated GPU or a CPU it is one long slice.
+slices so a Space restart loses nothing; on a dedicated GPU or a CPU it is one long slice. A
+ZeroGPU run started from the page is paid from the visitor's own quota, so it pauses at its last
+checkpoint once the visitor has closed every page of theirs (voxspace.page_watch); elsewhere a run
+goes on without a page.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 import spaces  # noqa: F401 - before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace import checkpoint, gpu, gpu_eval, run_record, timings
+from voxspace import checkpoint, gpu, gpu_eval, page_watch, run_record, timings
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
@@ -50,7 +53,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_REPO_NAME = "voxspace-checkpoints"  # the person's private model repo for resumable state
 CANCEL_FILE = "CANCEL"  # a file, not an Event: it also reaches ZeroGPU's forked worker
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled", "paused")
+PAUSED = "Paused: the page was closed. The checkpoint is kept: Resume continues from it."
 LOG_LINES = 12  # how many recent log lines progress() returns
 # Planning figures, seconds of compute per second of audio per epoch in bf16: bench/results/
 # h100_train_speed.txt measured 86.6 audio-s/s in bf16 and 39.3 in 8-bit on an H100 at full size;
@@ -76,7 +80,7 @@ def checkpoint_repo(identity: Identity) -> str | None:
 class RunProgress:
     """Everything the page and the CLI show about a run, as plain values."""
 
-    phase: str  # queued | evaluating-before | training | evaluating-after | done | failed | cancelled
+    phase: str  # queued | evaluating-before | training | evaluating-after, then one of FINISHED
     run_dir: str
     step: int = 0
     total: int = 0
@@ -113,6 +117,7 @@ class Run(LoggedWorker):
         checkpoint_every_s: float = math.inf,
         in_space: bool = False,
         timings_dir: Path | None = None,
+        page_open: Callable[[], bool] | None = None,
     ) -> None:
         self.trainer, self.owner, self.queue = trainer, owner, queue
         self._in_space, self._timings_dir = in_space, timings_dir
@@ -122,6 +127,8 @@ class Run(LoggedWorker):
         self._sliced, self._cap_s, self._push, self._tracker = sliced, cap_s, push, tracker
         self._evaluate, self._max_new_tokens, self._max_steps = evaluate, max_new_tokens, max_steps_per_slice
         self._checkpoint_every_s = checkpoint_every_s
+        self._page_open = page_open  # None: the run goes on without a page
+        self._paused = False
         self._cancelled = threading.Event()
         self._handle: gpu.RunHandle | None = None
         self.phase, self.runs_ahead = "queued", None
@@ -191,6 +198,10 @@ class Run(LoggedWorker):
             done = self._train_sliced() if self._sliced else self._train_long(base)
             base = self.trainer._base = None  # the served bf16 base replaces it for the evaluation
             self._measure_training(time.monotonic() - t0, step0)
+            if self._paused or (done and self._evaluate and not self._keep_going()):
+                self.phase = "paused"
+                self._say(f"{PAUSED} (step {self.step}/{self.total})")
+                return
             if not done:
                 self.phase = "cancelled"
                 self._say(f"Cancelled at step {self.step}/{self.total}; the checkpoint is kept for Resume.")
@@ -325,6 +336,7 @@ class Run(LoggedWorker):
 
         summary = gpu.run_in_slices(
             self.run_dir,
+            keep_going=self._keep_going,
             cap_s=self._cap_s,
             cancel_path=self.cancel_path,
             on_slice=on_slice,
@@ -335,6 +347,13 @@ class Run(LoggedWorker):
             queue=gpu.RunQueue(),  # this run already holds gpu.QUEUE, until its last evaluation
         )
         return bool(summary.done)
+
+    def _keep_going(self) -> bool:
+        """Before each GPU call the visitor pays for: is a page of theirs still open? (False pauses.)"""
+        if self._page_open is None or self._page_open():
+            return True
+        self._paused = True
+        return False
 
     def _on_checkpoint(self, s: Any) -> None:
         """Between two stretches of a run in one go: the Hub copy, as between ZeroGPU slices."""
@@ -384,15 +403,17 @@ def start_run(
     max_new_tokens: int | None = None,
     max_steps_per_slice: int | None = None,
     queue: gpu.RunQueue | None = None,
+    pause_when_page_closed: bool | None = False,
 ) -> Run:
     """Check the request, fetch the takes, and start the run in a worker; returns at once.
 
     Raises (before any model load or GPU time): BadHyperparameter, BadInput (nothing to resume,
     or a run already in `run_dir`), ModelUnavailable (model.check_base_model), NotEnoughTakes,
     HubError/BadInput when the takes cannot be fetched, Busy when this person already has a run going.
-    `sliced` None means: slices on ZeroGPU.
+    `sliced` None means: slices on ZeroGPU. `pause_when_page_closed` (the Train tab passes None:
+    on ZeroGPU only) pauses the run at its last checkpoint once no page of this person's is open.
     """
-    owner = identity.username or "local"
+    owner = identity.owner
     if (current := _ACTIVE.get(owner)) is not None and current.phase not in FINISHED:
         raise BadInput("You already have a training run going: wait for it to finish or cancel it.")
     run_dir = Path(run_dir)
@@ -455,11 +476,14 @@ def start_run(
         tracker=tracker,
         evaluate=evaluate,
         max_new_tokens=max_new_tokens,
-        max_steps_per_slice=max_steps_per_slice,
+        max_steps_per_slice=max_steps_per_slice or settings.slice_max_steps or None,
         queue=_queue(settings, hw_sliced) if queue is None else queue,
         checkpoint_every_s=settings.checkpoint_every_s,
         in_space=settings.in_space,
         timings_dir=Path(settings.data_dir),
+        page_open=(lambda: page_watch.is_open(owner))
+        if (hw_sliced if pause_when_page_closed is None else pause_when_page_closed)
+        else None,
     )
     _ACTIVE[owner] = run
     return run.start()
@@ -469,7 +493,7 @@ def follow_elsewhere(identity: Identity, handle: Any) -> None:
     """A run training elsewhere (a Hugging Face Job: voxspace.jobs.JobHandle, which has Run's
     phase/step/losses/lines/eval/cancel/join) becomes this person's active run: the page follows
     and cancels it with the same code as a run here."""
-    _ACTIVE[identity.username or "local"] = handle
+    _ACTIVE[identity.owner] = handle
 
 
 def _queue(settings: Settings, zerogpu: bool) -> gpu.RunQueue:
@@ -480,7 +504,7 @@ def _queue(settings: Settings, zerogpu: bool) -> gpu.RunQueue:
 
 def active_run(identity: Identity) -> Run | None:
     """This person's latest run in this process, so a reloaded page can follow it again."""
-    return _ACTIVE.get(identity.username or "local")
+    return _ACTIVE.get(identity.owner)
 
 
 def progress(handle: Run) -> RunProgress:
@@ -633,6 +657,7 @@ def describe_phase(p: RunProgress) -> str:
         "done": (p.eval.not_better_sentence() if p.eval else None)
         or "Done. The adapter is ready on the Publish tab.",
         "cancelled": "Cancelled. The checkpoint is kept: Resume continues from it.",
+        "paused": PAUSED,
         "failed": p.message or "Training failed.",
     }[p.phase]
 

@@ -53,6 +53,7 @@ class Settings:
     space_id: str | None = None  # set by the Spaces platform; means "use the visitor's OAuth token"
     push_retry_max_s: float = 300.0  # backoff cap between push retries
     slice_cap_s: int = 120  # longest single ZeroGPU call we ask for
+    slice_max_steps: int = 0  # at most this many steps per GPU slice (0: as many as fit); to try resuming
     zerogpu_runs: int = 4  # runs that train at once on ZeroGPU (each call there gets its own GPU)
     checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
     commit_budget: BudgetConfig = field(default_factory=BudgetConfig)  # per repo, under the Hub's limit
@@ -80,6 +81,8 @@ class Settings:
             kw["space_id"] = v
         if v := env.get("VOXSPACE_SLICE_CAP_S"):
             kw["slice_cap_s"] = int(v)
+        if v := env.get("VOXSPACE_SLICE_MAX_STEPS"):
+            kw["slice_max_steps"] = int(v)
         if v := env.get("VOXSPACE_ZEROGPU_RUNS"):
             kw["zerogpu_runs"] = int(v)
         if v := env.get("VOXSPACE_CHECKPOINT_EVERY_S"):

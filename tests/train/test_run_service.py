@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from voxspace import checkpoint, gpu, run_service
+from voxspace import checkpoint, gpu, page_watch, run_service
 from voxspace.auth import Identity
 from voxspace.errors import BadHyperparameter, BadInput, HubError, NotEnoughTakes
 from voxspace.run_record import RunRecord
@@ -145,6 +145,44 @@ def test_cancel_keeps_a_checkpoint_that_resumes_from_the_hub_after_a_restart(set
     record = RunRecord.load(found.run_dir)
     assert record.finished and record.eval.wer_after is not None
     assert TrainConfig.from_dict(record.config) == config
+
+
+def test_a_run_paid_from_the_visitors_quota_pauses_when_their_last_page_closes(settings, alice, takes_dir):
+    # As on ZeroGPU (pause_when_page_closed=True; the Train tab passes None, ZeroGPU only), where
+    # Gradio's unload of the visitor's last page calls page_watch.closed.
+    page_watch.opened(alice, "tab-1")
+    page_watch.opened(alice, "tab-2")
+    page_watch.closed("tab-2")
+    assert page_watch.is_open("alice")  # another tab of alice's still follows the run
+    handle = run_service.start_run(
+        settings,
+        alice,
+        data=str(takes_dir),
+        run_dir=run_service.runs_root(settings, alice) / "paused",
+        config=TrainConfig(**{**SMALL, "epochs": 2}),  # 4 steps, one per slice
+        sliced=True,
+        max_steps_per_slice=1,
+        evaluate=False,
+        pause_when_page_closed=True,
+    )
+    _until(lambda: handle.step >= 1, "a first slice")
+    page_watch.closed("tab-1")  # the last page: no GPU call after the slice going now
+    paused = run_service.wait(handle)
+    assert paused.phase == "paused" and 1 <= paused.step < 4
+    assert sum(line.startswith("slice:") for line in handle.lines()) == paused.step  # no slice after
+    assert run_service.describe_phase(paused).startswith("Paused: the page was closed")
+    assert checkpoint.read_state(handle.run_dir)["step"] == paused.step
+    assert run_service.find_resumable(settings, alice) == run_service.Resumable(
+        handle.run_dir, paused.step, 4, on_hub_only=False
+    )
+    # Resume, as the Train tab does (None: pauses on ZeroGPU only): on this CPU, as on a dedicated
+    # GPU, the run goes on with no page open at all
+    resumed = run_service.wait(
+        run_service.start_run(
+            settings, alice, run_dir=handle.run_dir, resume=True, evaluate=False, pause_when_page_closed=None
+        )
+    )
+    assert resumed.phase == "done" and resumed.step == 4 and not page_watch.is_open("alice")
 
 
 def test_a_run_in_one_go_mirrors_its_checkpoint_on_the_hub_on_the_way(settings, alice, takes_dir, hub):

@@ -13,6 +13,7 @@ import threading
 
 import gradio as gr
 
+from voxspace import page_watch
 from voxspace.settings import Settings
 from voxspace.ui import assets, publish, record, train
 from voxspace.ui.session import Session, start_session, status_line
@@ -54,9 +55,18 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         next_up = rec.suggestions
         record_tab.select(next_up.refresh, next_up.inputs, next_up.outputs, show_progress="hidden")
 
-        def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None) -> tuple[Session, str]:
+        def _start(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None,
+                   request: gr.Request) -> tuple[Session, str]:
             sess = start_session(settings, profile=profile, token=token)
+            page_watch.opened(sess.identity, request.session_hash)
             return sess, status_line(sess)
+
+        def _closed(request: gr.Request) -> None:
+            """The page's heartbeat ended (tab closed, reloaded, left): a ZeroGPU run of the
+            visitor's, paid from their quota, pauses at its next checkpoint if no page is left."""
+            page_watch.closed(request.session_hash)
+
+        demo.unload(_closed)
 
         demo.load(_start, inputs=None, outputs=[session, status], show_progress="hidden").then(
             rec.on_load, rec.load_inputs, rec.load_outputs, show_progress="hidden").then(

@@ -159,7 +159,7 @@ def start(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
         sess.store.flush(timeout=60)  # takes still on their way to the repo are trained on too
         run_service.start_run(sess.settings, sess.identity, data=sess.store.stats().location,
                               run_dir=runs_root(sess) / time.strftime("run-%Y%m%d-%H%M%S"), config=config,
-                              sliced=_sliced(values))
+                              sliced=_sliced(values), pause_when_page_closed=None)
     except VoxSpaceError as e:
         log.info("training refused: %s", e)
         return status_html("error", e.user_message), *_idle_buttons(sess)
@@ -240,7 +240,8 @@ def resume(sess: Session | None) -> tuple[Any, ...]:
     if found is None:
         return status_html("info", "There is no stopped run to resume."), *_idle_buttons(sess)
     try:
-        run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True)
+        run_service.start_run(sess.settings, sess.identity, run_dir=found.run_dir, resume=True,
+                              pause_when_page_closed=None)
     except VoxSpaceError as e:
         return status_html("error", e.user_message), *_idle_buttons(sess)
     except Exception:
