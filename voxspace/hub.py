@@ -91,6 +91,13 @@ def is_retryable(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore")
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """The Hub's 412 to a commit whose `parent_commit` is no longer the head ("A commit has happened
+    since. Please refresh and try again."): someone else committed in between."""
+    response = exc.response if isinstance(exc, HfHubHTTPError) else None
+    return response is not None and response.status_code == 412
+
+
 def retry_after_s(exc: BaseException) -> float | None:
     """The seconds a 429 (or 503) asks the client to wait (its Retry-After header), if it says."""
     if isinstance(exc, RateLimited):

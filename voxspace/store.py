@@ -25,6 +25,13 @@ can push a spool. `recover_pending` (start-up) pushes the spools of this machine
 Space, a visitor's pending takes are pushed when that visitor next signs in (for_identity starts their
 pusher). Until then they wait on the Space's disk, which survives restarts only with persistent
 storage (/data); that is why a push is attempted the moment a take is saved.
+
+Two devices of one person (each its own data folder and pusher) write to one repo: every commit
+names the head this store last read (`parent_commit`). When another device committed meanwhile the
+Hub answers 412; the store reads the repo again (the other device's takes and card), gives its
+pending takes that now share a seq with a take on the Hub the next free seqs (their split mark and
+path stay), rebuilds the card from everything on the Hub plus its own takes (every language), and
+commits again. Paths never collide anyway: a take id is its time plus its audio's fingerprint.
 """
 
 from __future__ import annotations
@@ -40,18 +47,21 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from huggingface_hub.errors import HfHubHTTPError
 
 from voxspace import storage
 from voxspace.auth import Identity, resolve_identity
 from voxspace.commit_budget import CommitBudget
-from voxspace.errors import AuthError, BadInput, DuplicateTake, RateLimited, VoxSpaceError
+from voxspace.errors import AuthError, BadInput, DuplicateTake, HubError, RateLimited, VoxSpaceError
 from voxspace.hub import (
     as_user_error,
     commit_with_retry,
     default_dataset_repo,
     ensure_private_repo,
     hub_api,
+    is_conflict,
     user_cache_dir,
     validate_repo_id,
 )
@@ -69,8 +79,12 @@ from voxspace.layout import (
 from voxspace.settings import LANGUAGES, Settings
 from voxspace.spool_lock import SpoolLock, critical
 
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
 log = logging.getLogger(__name__)
 
+MAX_CONFLICTS = 5  # 412s in a row (another device committing meanwhile) before backing off
 POLL_S = 2.0  # how often a store looks for takes other processes put in its spool (and for the lock)
 _METADATA_PATH = re.compile(rf"data/({'|'.join(SPLITS)})/[^/]+/{re.escape(METADATA)}")
 
@@ -155,6 +169,15 @@ def write_take_durably(root: Path, take: Take, wav_bytes: bytes) -> Path:
     return final
 
 
+def _rewrite_metadata(root: Path, take: Take) -> None:
+    """Replace a spooled take's metadata row atomically (a renumbered seq): old or new after a crash."""
+    path = Path(root) / take.folder / METADATA
+    tmp = path.with_name(f".{METADATA}.tmp")
+    _write_file_synced(tmp, take.metadata_line().encode("utf-8"))
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _check_take_input(wav_bytes: bytes, duration: float, text: str, language: str) -> str:
     """The take's transcript, cleaned (input_checks.check_transcript); BadInput when it cannot be stored."""
     if not isinstance(wav_bytes, bytes | bytearray) or wav_bytes[:4] != b"RIFF" or wav_bytes[8:12] != b"WAVE":
@@ -199,6 +222,7 @@ class TakeStore:
         self._known: dict[str, Take] = {}  # on the Hub (or, local-only, in the folder)
         self._spooled: dict[str, Take] = {}
         self._card_text: str | None = None
+        self._head: str | None = None  # the repo's commit as this store last read or made it
         self._resumed = self.local_only
         self._repo_ready = False
         self._last_error: str | None = None
@@ -286,7 +310,7 @@ class TakeStore:
                 self._spooled.pop(take.take_id, None)
             for take_id, take in on_disk.items():
                 if take_id not in self._known:
-                    self._spooled.setdefault(take_id, take)
+                    self._spooled[take_id] = take  # the disk's row: the pusher may have renumbered it
             for take_id in [t for t in self._spooled if t not in on_disk]:  # pushed by the owner
                 self._known[take_id] = self._spooled.pop(take_id)
             self._changed.notify_all()
@@ -421,7 +445,7 @@ class TakeStore:
         except RepositoryNotFoundError as e:
             if e.response is not None and e.response.status_code == 404:
                 with self._lock:  # no repo (yet, or any more): nothing of this person is on the Hub
-                    self._known, self._card_text = {}, None
+                    self._known, self._card_text, self._head = {}, None, None
                     self._resumed, self._repo_ready = True, False
                 return
             raise
@@ -449,8 +473,10 @@ class TakeStore:
             for take_id in known:  # pushed before a crash that came before the spool cleanup
                 if take_id in self._spooled and self.is_pusher:
                     self._drop_from_spool(self._spooled.pop(take_id))
-            self._card_text = found.get("README.md")
+            self._card_text, self._head = found.get("README.md"), info.sha
             self._resumed = self._repo_ready = self._known_once = True
+            if self.is_pusher:
+                self._renumber_colliding()
             self._changed.notify_all()
         log.info("resumed %s: %d takes on the Hub, %d pending here", self.repo_id, len(known),
                  len(self._spooled))
@@ -493,10 +519,24 @@ class TakeStore:
     def _drop_from_spool(self, take: Take) -> None:
         shutil.rmtree(self.root / take.folder, ignore_errors=True)
 
-    def _push_once(self) -> None:
-        from huggingface_hub import CommitOperationAdd
-        from huggingface_hub.errors import RepositoryNotFoundError
+    def _renumber_colliding(self) -> None:
+        """When a pending take's seq is already a take on the Hub (another device recorded it), give
+        it and every later pending take the next free seqs, in their order, on disk first. Call under
+        `critical` and the lock, as the pusher."""
+        on_hub = {t.seq for t in self._known.values()}
+        pending = sorted(self._spooled.values(), key=lambda t: (t.seq, t.take_id))
+        first = next((i for i, t in enumerate(pending) if t.seq in on_hub), None)
+        if first is None:
+            return
+        free = 1 + max([*on_hub, *(t.seq for t in pending[:first])])
+        for seq, take in enumerate(pending[first:], start=free):
+            renumbered = replace(take, seq=seq)
+            _rewrite_metadata(self.root, renumbered)
+            self._spooled[take.take_id] = renumbered
+        log.info("%d pending takes renumbered from %d (another device recorded takes meanwhile)",
+                 len(pending) - first, free)
 
+    def _push_once(self) -> None:
         if not self._resumed:
             self._resume()
         api = hub_api(self._identity, self.settings)
@@ -506,10 +546,37 @@ class TakeStore:
             if created and self._known_once:
                 self._notice = (f"Your dataset repo {self.repo_id} was gone from the Hub (deleted?), so it "
                                 "was created again, private, and your waiting takes were pushed to it.")
+            if self._head is None:  # created just now, here or by another device: read where it stands
+                self._read_repo()
+        for _ in range(MAX_CONFLICTS):
+            try:
+                batch = self._commit_batch(api)
+            except HfHubHTTPError as e:
+                if not is_conflict(e):
+                    raise
+                log.info("another device committed to %s meanwhile: reading it again", self.repo_id)
+                self._read_repo()  # its takes, its card; our pending takes renumbered where they collide
+                continue
+            if batch:
+                log.info("pushed %d takes to %s", len(batch), self.repo_id)
+            return
+        raise HubError(f"Another device is saving to {self.repo_id} at the same moment; your takes will be "
+                       "retried.", detail=f"{MAX_CONFLICTS} commits in a row answered 412")
+
+    def _commit_batch(self, api: HfApi) -> list[Take]:
+        """Commit the oldest pending takes (and the card, when it changes) on top of the head this
+        store knows; returns them ([] when nothing waits). A 412 (HfHubHTTPError) means another
+        device committed first."""
+        from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.errors import RepositoryNotFoundError
+
         per_commit = max(1, (self.settings.commit_budget.max_files_per_commit - 1) // 2)  # wav + row; card
         with self._lock:
             batch = sorted(self._spooled.values(), key=lambda t: t.seq)[:per_commit]
             card = dataset_card(self._identity.username, [*self._known.values(), *batch], self.repo_id)
+            parent = self._head
+        if not batch:  # a re-read found them on the Hub (a commit whose answer was lost)
+            return []
         ops = []
         for take in batch:
             folder = self.root / take.folder
@@ -520,8 +587,8 @@ class TakeStore:
         message = f"Add take {batch[0].take_id}" if len(batch) == 1 else f"Add {len(batch)} takes"
         cap = self.settings.push_retry_max_s
         try:
-            commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
-                              base_delay_s=min(1.0, cap), max_delay_s=cap)
+            info = commit_with_retry(api, self.repo_id, ops, commit_message=message, attempts=3,
+                                     base_delay_s=min(1.0, cap), max_delay_s=cap, parent_commit=parent)
         except RepositoryNotFoundError:  # deleted while we ran: read it again (gone), then re-create
             with self._lock:
                 self._resumed = self._repo_ready = False
@@ -531,13 +598,13 @@ class TakeStore:
         self._known_once = True
         with critical(self._critical), self._lock:  # a save's refresh sees all of it or none
             self._write_ledger(batch)
-            self._card_text = card
+            self._card_text, self._head = card, info.oid
             for take in batch:
                 self._known[take.take_id] = self._spooled.pop(take.take_id, take)
                 self._drop_from_spool(take)
             self._last_error = None
             self._changed.notify_all()
-        log.info("pushed %d takes to %s", len(batch), self.repo_id)
+        return batch
 
     def _due_in_s(self) -> float:
         """Real seconds until the pusher may send: the commit budget, or the backoff after a failure."""
