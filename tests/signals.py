@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import subprocess
+from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +23,23 @@ def speech(text: str = "The quick brown fox jumps over the lazy dog near the riv
     """espeak-ng speech as float32 mono at its native 22050 Hz, normalised to a -3 dBFS peak."""
     samples, sr = sf.read(io.BytesIO(_espeak_wav(text, voice)), dtype="float32")
     return (0.7 * samples / np.abs(samples).max()).astype(np.float32), sr
+
+
+def distinct_takes(text: str = "one two three four five", step: float = 0.002
+                   ) -> Callable[[], tuple[bytes, float]]:
+    """`next_take()` -> (prepared 16 kHz WAV bytes, seconds): the same sentence a little quieter each
+    call, so each is new audio as from a real microphone (a store refuses audio it already holds,
+    and identical audio saved in the same second would be the same take id)."""
+    from voxspace.audio import prepare_take
+
+    samples, sr = speech(text)
+    calls = itertools.count()
+
+    def next_take() -> tuple[bytes, float]:
+        clean = prepare_take((sr, samples * (1 - step * next(calls))))
+        return clean.wav_bytes(), clean.duration
+
+    return next_take
 
 
 def silence(seconds: float, sr: int) -> np.ndarray:

@@ -8,14 +8,12 @@ both have arrived makes one of them meet it every run."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 
 import pytest
 import yaml
 
-from tests.signals import speech
-from voxspace.audio import prepare_take
+from tests.signals import distinct_takes
 from voxspace.auth import Identity
 from voxspace.layout import read_folder
 from voxspace.store import TakeStore
@@ -25,16 +23,8 @@ pytestmark = pytest.mark.usefixtures("close_stores")
 
 @pytest.fixture(scope="module")
 def clip():
-    """`clip()` -> (wav bytes, seconds): new audio each call, as from a real microphone (identical
-    audio saved in the same second would be the same take, by id)."""
-    samples, sr = speech("one two three four")
-    calls = itertools.count()
-
-    def next_clip() -> tuple[bytes, float]:
-        clean = prepare_take((sr, samples * (1 - 0.002 * next(calls))))
-        return clean.wav_bytes(), clean.duration
-
-    return next_clip
+    """`clip()` -> (wav bytes, seconds): new audio each call, as from a real microphone."""
+    return distinct_takes("one two three four")
 
 
 def _devices(hub_settings, hub_tokens, tmp_path) -> tuple[TakeStore, TakeStore]:

@@ -3,7 +3,6 @@ only where something retries, and a repo deleted while the app runs is created a
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -11,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.signals import speech
-from voxspace.audio import prepare_take
+from tests.signals import distinct_takes
 from voxspace.auth import Identity, resolve_identity
 from voxspace.errors import RateLimited
 from voxspace.hub import hub_api, with_retry
@@ -71,13 +69,7 @@ def test_with_retry_honours_a_short_retry_after_and_refuses_a_long_one(hub, hub_
 def test_a_repo_deleted_while_the_app_runs_is_created_again_with_the_waiting_takes(
     hub, hub_settings, hub_tokens
 ):
-    samples, sr = speech("one two three four five")
-    louder = itertools.count()
-
-    def take():
-        clean = prepare_take((sr, samples * (1 - 0.01 * next(louder))))
-        return clean.wav_bytes(), clean.duration
-
+    take = distinct_takes(step=0.01)
     alice = Identity("alice", hub_tokens["alice"], "local")
     store = TakeStore.for_identity(hub_settings, alice)
     store.save(*take(), text="before the deletion", language="en", phrase_id="a")

@@ -18,8 +18,7 @@ import pytest
 import soundfile as sf
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from tests.signals import speech
-from voxspace.audio import prepare_take
+from tests.signals import distinct_takes
 from voxspace.auth import ANONYMOUS, Identity
 from voxspace.errors import AuthError, BadInput, BadRepoName
 from voxspace.hub import hub_api
@@ -37,16 +36,8 @@ def _close_stores():
 
 @pytest.fixture(scope="module")
 def take_wav():
-    """`take_wav()` -> (wav bytes, seconds): the same sentence, a little louder each call, since the
-    store refuses audio it already holds (a duplicate)."""
-    samples, sr = speech("one two three four five")
-    calls = itertools.count()
-
-    def next_take() -> tuple[bytes, float]:
-        clean = prepare_take((sr, samples * (1 - 0.002 * next(calls))))
-        return clean.wav_bytes(), clean.duration
-
-    return next_take
+    """`take_wav()` -> (wav bytes, seconds): new audio each call (the store refuses a duplicate)."""
+    return distinct_takes()
 
 
 def who(name: str, hub_tokens) -> Identity:
