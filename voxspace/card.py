@@ -39,6 +39,8 @@ KNOWN_LICENSES = {
     "mistralai/Voxtral-Small-24B-2507": "apache-2.0",
 }
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# huggingface_hub's cache keeps a repo at <cache>/models--<owner>--<name>/snapshots/<commit>/
+_CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
 
 
 @dataclass
@@ -57,20 +59,41 @@ def is_repo_id(value: str) -> bool:
     return bool(_REPO_ID.match(value)) and not Path(value).exists()
 
 
+def base_hub_id(base_model: str) -> str | None:
+    """The Hub repo a base model can be loaded from by a reader; None when nobody else can load it.
+
+    A repo id is itself. A local folder names its repo when it is a huggingface_hub cache snapshot
+    (models--owner--name/snapshots/...) or when its config.json keeps `_name_or_path` as a repo
+    id. Any other folder exists only on the trainer's machine: its path must not reach the card.
+    """
+    if is_repo_id(base_model):
+        return base_model
+    path = Path(base_model).expanduser()
+    found = _CACHE_SNAPSHOT.search((path.resolve() if path.exists() else path).as_posix())
+    if found:
+        return f"{found[1]}/{found[2]}"
+    try:
+        name = json.loads((path / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and is_repo_id(name) else None
+
+
 def base_model_license(base_model: str, api: HfApi | None = None) -> str:
     """The base model's declared license, so the adapter inherits it.
 
     Reads the base repo's card metadata when the Hub answers; otherwise falls back to the licenses
     the Voxtral repos declare, and to "other" (with a pointer to the base card) for anything else.
     """
-    if api is not None and is_repo_id(base_model):
+    hub_id = base_hub_id(base_model)  # a local copy inherits the license of the repo it came from
+    if api is not None and hub_id is not None:
         try:
-            lic = _declared_license(api, base_model)
+            lic = _declared_license(api, hub_id)
             if lic:
                 return lic
         except Exception as e:  # offline, gated, missing: the fallback below is still correct
-            log.info("could not read the license of %s: %s", base_model, type(e).__name__)
-    return KNOWN_LICENSES.get(base_model, "other")
+            log.info("could not read the license of %s: %s", hub_id, type(e).__name__)
+    return KNOWN_LICENSES.get(hub_id or "", "other")
 
 
 def _declared_license(api: HfApi, repo_id: str) -> str | None:
@@ -93,9 +116,19 @@ def _declared_license(api: HfApi, repo_id: str) -> str | None:
 def usage_snippet(base_model: str, adapter_id: str, language: str | None) -> str:
     """Python that loads the base model + this adapter and transcribes `recording.wav`.
 
-    A test runs exactly this text (extracted from the rendered card) against the tiny model.
+    A test runs exactly this text (extracted from the rendered card) against the tiny model. A base
+    trained from a local folder is loaded by its Hub id when base_hub_id knows it; otherwise the
+    snippet says so and asks for the reader's own copy, never showing the trainer's path.
     """
     lang = "None  # auto-detect" if language is None else json.dumps(language)
+    hub_id = base_hub_id(base_model)
+    if hub_id is not None:
+        base_line = f'base_id = "{hub_id}"'
+    else:
+        name = Path(base_model).name
+        base_line = (f"# The adapter was trained on a local base model folder ({name}), not a Hub repo:\n"
+                     f"# put the path of your copy of that same model here.\n"
+                     f'base_id = "path/to/{name}"')
     return f'''import math
 
 import soundfile as sf
@@ -103,7 +136,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
-base_id = "{base_model}"
+{base_line}
 adapter_id = "{adapter_id}"
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = torch.bfloat16  # what the adapter was evaluated on (and ~8.7 GiB where fp32 needs ~17.4)
@@ -178,7 +211,7 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
     has_dataset = is_repo_id(record.dataset)
     data = ModelCardData(
         model_name=repo_id,
-        base_model=record.base_model if is_repo_id(record.base_model) else None,
+        base_model=base_hub_id(record.base_model),
         library_name="peft",
         pipeline_tag=TASK,
         language=languages or None,
@@ -199,11 +232,16 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
     per_take = []
     if include_per_take and ev is not None:
         per_take = [{k: _cell(v if v is not None else "") for k, v in vars(t).items()} for t in ev.per_take]
-    # A local base folder is shown by its name only: its full path says nothing to a reader.
-    base_name = record.base_model if is_repo_id(record.base_model) else Path(record.base_model).name
-    if license == "other":
-        license_note = (f"Inherited from the base model: see the license of [{base_name}]"
-                        f"({_model_url(base_name)}).")
+    # A local base folder is shown by the Hub repo it came from, else by its name only: its full path
+    # says nothing to a reader, and a link built from it would lead nowhere.
+    hub_base = base_hub_id(record.base_model)
+    base_name = hub_base or Path(record.base_model).name
+    base_url = _model_url(hub_base) if hub_base else None
+    base_where = _base_where(record.base_model, hub_base)
+    if license == "other" and base_url:
+        license_note = f"Inherited from the base model: see the license of [{base_name}]({base_url})."
+    elif license == "other":
+        license_note = f"Inherited from the base model {base_name} ({base_where}): see its license."
     else:
         license_note = f"`{license}`, inherited from the base model {base_name}."
     return ModelCard.from_template(
@@ -211,7 +249,8 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         template_path=str(TEMPLATE),
         model_id=repo_id,
         base_model=base_name,
-        base_url=_model_url(base_name),
+        base_url=base_url,
+        base_where=base_where,
         dataset=record.dataset,
         dataset_is_repo=has_dataset,
         dataset_url=f"https://huggingface.co/datasets/{record.dataset}",
@@ -234,6 +273,15 @@ def build_card(record: RunRecord, repo_id: str, *, license: str, loss_image_path
         private_hint=private,
         license_note=license_note,
     )
+
+
+def _base_where(base_model: str, hub_base: str | None) -> str | None:
+    """Where the base came from, when it is not simply the Hub repo it names."""
+    if hub_base == base_model:
+        return None
+    if hub_base:
+        return "trained from a local copy"
+    return "a local folder, not a Hub repo"
 
 
 def _precision_note(precision: str | None) -> str | None:

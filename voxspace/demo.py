@@ -162,6 +162,13 @@ def create_demo_space(identity: Identity, settings: Settings, adapter_id: str, b
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+    from voxspace.card import base_hub_id
+
+    hub_base = base_hub_id(base_model)  # the Space loads the base from the Hub, never a local path
+    if hub_base is None:
+        raise PublishError(f"The base model {Path(base_model).name} is a local folder, and the demo Space "
+                           "can only load a model from the Hub: give the Hub id of that model instead.")
+    base_model = hub_base
     adapter_id = validate_repo_id(adapter_id, default_namespace=identity.username)
     space_id = validate_repo_id(space_id or f"{adapter_id.split('/')[-1]}-demo",
                                 default_namespace=identity.username)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voxspace.card import base_model_license, card_files, is_repo_id
+from voxspace.card import base_hub_id, base_model_license, card_files
 from voxspace.errors import NotBetter, NothingToPublish, PublishError
 from voxspace.hub import as_user_error, commit_with_retry, hub_api, validate_repo_id
 from voxspace.run_record import ADAPTER_DIR, CHECKPOINT_DIR, SUMMARY, RunRecord
@@ -79,10 +79,11 @@ def published_adapter_config(path: Path, base_model: str) -> bytes:
     """adapter_config.json as published: `base_model_name_or_path` names the base repo id.
 
     Training may have loaded the base from a local folder or cache, whose path (with the user's
-    home directory in it) means nothing to a reader and should not leave the machine.
+    home directory in it) means nothing to a reader and should not leave the machine; the repo it
+    came from is named when card.base_hub_id knows it.
     """
     config = json.loads(Path(path).read_text())
-    config["base_model_name_or_path"] = base_model if is_repo_id(base_model) else None
+    config["base_model_name_or_path"] = base_hub_id(base_model)
     return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 

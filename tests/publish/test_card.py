@@ -93,6 +93,57 @@ def test_local_base_model_and_dataset_stay_out_of_the_metadata(tmp_path):
     assert f"Base ({tmp_path.name})" in card.text and f"Base ({tmp_path})" not in card.text
 
 
+def test_a_local_base_folder_puts_neither_its_path_nor_a_broken_link_in_the_card(tmp_path):
+    import json
+
+    from voxspace.publish import published_adapter_config
+
+    folder = tmp_path / "home" / "me" / "my-voxtral"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "voxtral"}))
+    adapter_config = tmp_path / "adapter_config.json"
+    adapter_config.write_text(json.dumps({"base_model_name_or_path": str(folder), "r": 8}))
+    text = str(build_card(make_record(base_model=str(folder)), "alice/x", license="other"))
+    assert str(tmp_path) not in text and "huggingface.co/my-voxtral" not in text
+    assert "A LoRA adapter for `my-voxtral` (a local folder, not a Hub repo)" in text
+    assert "the base model my-voxtral (a local folder, not a Hub repo): see its license." in text
+    snippet = extract_snippet(text)
+    assert '# put the path of your copy of that same model here.\nbase_id = "path/to/my-voxtral"' in snippet
+    compile(snippet, "snippet", "exec")
+    published = json.loads(published_adapter_config(adapter_config, str(folder)))
+    assert published["base_model_name_or_path"] is None
+
+
+@pytest.mark.parametrize("how", ["hf cache snapshot", "config _name_or_path"])
+def test_a_local_copy_of_a_hub_model_is_named_by_its_hub_id(tmp_path, how):
+    import json
+
+    from voxspace.card import base_hub_id
+    from voxspace.publish import published_adapter_config
+
+    hub_id = "mistralai/Voxtral-Mini-3B-2507"
+    if how == "hf cache snapshot":
+        folder = tmp_path / "hub" / "models--mistralai--Voxtral-Mini-3B-2507" / "snapshots" / ("ab12" * 10)
+        config = {"model_type": "voxtral"}
+    else:
+        folder = tmp_path / "voxtral-copy"
+        config = {"model_type": "voxtral", "_name_or_path": hub_id}
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert base_hub_id(str(folder)) == hub_id
+    assert base_model_license(str(folder)) == "apache-2.0"  # the repo's license, not "other"
+    card = ModelCard(str(build_card(make_record(base_model=str(folder)), "alice/x", license="apache-2.0")))
+    assert card.data.base_model == hub_id
+    assert str(tmp_path) not in str(card)
+    link = f"[{hub_id}](https://huggingface.co/{hub_id})"
+    assert f"A LoRA adapter for {link} (trained from a local copy)" in card.text
+    assert f'base_id = "{hub_id}"' in extract_snippet(str(card))
+    adapter_config = tmp_path / "adapter_config.json"
+    adapter_config.write_text(json.dumps({"base_model_name_or_path": str(folder)}))
+    published = json.loads(published_adapter_config(adapter_config, str(folder)))
+    assert published["base_model_name_or_path"] == hub_id
+
+
 def test_license_is_inherited_and_falls_back():
     class FakeInfo:
         card_data = type("C", (), {"license": "cc-by-nc-4.0"})()

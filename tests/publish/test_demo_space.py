@@ -138,6 +138,18 @@ def test_missing_adapter_is_a_clear_error(hub, alice, hub_settings):
         create_demo_space(alice, hub_settings, "alice/never-published", BASE)
 
 
+def test_a_local_base_folder_is_named_by_its_hub_id_or_refused(hub, alice, hub_settings, hub_models,
+                                                                tmp_path):
+    folder = tmp_path / "my-voxtral"
+    folder.mkdir()
+    with pytest.raises(PublishError, match="my-voxtral is a local folder"):
+        create_demo_space(alice, hub_settings, hub_models["adapter"], str(folder))
+    (folder / "config.json").write_text(f'{{"_name_or_path": "{BASE}"}}')
+    space = f"alice/{unique('local-base')}"
+    create_demo_space(alice, hub_settings, hub_models["adapter"], str(folder), space_id=space)
+    assert hub.space_variables(space)[VAR_BASE] == BASE
+
+
 def test_zerogpu_refusal_is_reported_not_raised(hub, bob, hub_settings, hub_tokens, tiny_adapter_dir):
     from huggingface_hub import HfApi
 
