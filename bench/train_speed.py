@@ -644,6 +644,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.repeats < 1 or (args.eval_repeats is not None and args.eval_repeats < 0):
         ap.error("--repeats must be at least 1 and --eval-repeats at least 0")
+    if args.eval_takes is not None and args.eval_takes < 0:
+        ap.error("--eval-takes must be at least 0")
+    if args.eval_takes == 0:  # no held-out takes: nothing to time (generate of 0 takes divides by 0)
+        args.eval_repeats = 0
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gpu_cap = None
