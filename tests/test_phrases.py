@@ -66,7 +66,7 @@ def test_custom_line_over_30_words_names_the_line():
 
 
 @pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xfe\xfa\xfb bad",
-                                     "text with a \x07 bell"])
+                                     "text with a \x07 bell", "\x1b[31mred\x1b[0m", "a C1 \x9b code"])
 def test_binary_content_is_refused(content):
     with pytest.raises(BadInput, match=r"not (plain|UTF-8) text"):
         parse_custom(content, "en")

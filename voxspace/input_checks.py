@@ -149,6 +149,14 @@ def _clock(seconds: float) -> str:
 
 
 # --- transcripts --------------------------------------------------------------------------------
+def control_character(text: str) -> str | None:
+    """The first control character of `text` other than whitespace, named with its position."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cc" and ch not in _WHITESPACE:
+            return f"{_NAMES.get(ord(ch), f'U+{ord(ch):04X}')}, character {i + 1}"
+    return None
+
+
 def check_transcript(text: str, duration_s: float | None = None) -> str:
     """Whitespace collapsed; refuses control characters and a text too long for `duration_s` of audio.
 
@@ -157,15 +165,14 @@ def check_transcript(text: str, duration_s: float | None = None) -> str:
     cannot know. Tabs and line breaks are ordinary whitespace and become single spaces.
     """
     text = str(text)
-    for i, ch in enumerate(text):
-        if unicodedata.category(ch) == "Cc" and ch not in _WHITESPACE:
-            what = _NAMES.get(ord(ch), f"U+{ord(ch):04X}")
-            raise ControlCharacters(
-                f"The transcript contains a control character ({what}, character {i + 1}), which is "
-                "not text: it was refused, not cleaned up. It usually comes from a binary file or "
-                "a terminal; correct the transcript and try again.",
-                detail=f"{text[:80]!r}",
-            )
+    what = control_character(text)
+    if what is not None:
+        raise ControlCharacters(
+            f"The transcript contains a control character ({what}), which is not text: it was "
+            "refused, not cleaned up. It usually comes from a binary file or a terminal; correct "
+            "the transcript and try again.",
+            detail=f"{text[:80]!r}",
+        )
     clean = " ".join(text.split())
     if duration_s is not None and duration_s > 0:
         most = MAX_CHARS_PER_S * duration_s + CHARS_SLACK

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
-from voxspace.errors import BadInput
+from voxspace.errors import BadInput, ControlCharacters
+from voxspace.input_checks import control_character
 from voxspace.settings import LANGUAGES
 
 MAX_CUSTOM_WORDS = 30
@@ -90,9 +91,11 @@ def parse_custom(text_or_bytes: str | bytes, language: str) -> list[Phrase]:
                            "upload it again.", detail=str(e)) from e
     else:
         text = text_or_bytes
-    if any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text):
-        raise BadInput("This file is not plain text. Upload a .txt file with one phrase per line.",
-                       detail="control characters in content")
+    what = control_character(text)  # before splitting: some of them count as line breaks
+    if what is not None:
+        raise ControlCharacters(f"This is not plain text: it holds a control character ({what}). "
+                                "Upload a .txt file with one phrase per line.",
+                                detail="control characters in content")
 
     phrases: list[Phrase] = []
     seen: set[str] = set()
