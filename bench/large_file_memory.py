@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.signals import sparse_wav  # noqa: E402
 from voxspace.devtools.bench_stats import Spread, schedule  # noqa: E402
 
 CHILD = r"""
@@ -50,21 +50,6 @@ hwm_kib = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startsw
 print(json.dumps({"peak_mib": hwm_kib / 1024,
                   "seconds": time.perf_counter() - t, "outcome": outcome}))
 """
-
-
-def sparse_wav(path: Path, data_bytes: int) -> Path:
-    header = (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 16_000, 32_000, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-    with open(path, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + data_bytes)
-    return path
 
 
 def take_wav(path: Path, seconds: float = 29.0) -> Path:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import struct
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -73,3 +75,14 @@ def wav_bytes(samples: np.ndarray, sr: int, subtype: str = "PCM_16", fmt: str = 
     buf = io.BytesIO()
     sf.write(buf, samples, sr, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+def sparse_wav(path: Path, data_bytes: int) -> Path:
+    """A 16 kHz mono 16-bit WAV whose data chunk is `data_bytes` of a hole: huge, yet nothing on disk."""
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 16_000, 32_000, 2, 16)  # PCM, mono, 16 kHz, 16-bit
+    sizes = struct.pack("<I", 36 + data_bytes), struct.pack("<I", data_bytes)
+    header = b"RIFF" + sizes[0] + b"WAVEfmt " + fmt + b"data" + sizes[1]
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + data_bytes)
+    return path

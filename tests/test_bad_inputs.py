@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.signals import speech, tone, wav_bytes
+from tests.signals import sparse_wav, speech, tone, wav_bytes
 from voxspace.audio import prepare_take
 from voxspace.cli import main
 from voxspace.errors import (
@@ -272,19 +272,7 @@ def space_settings(hub_settings):
 
 # --- g. a large file is judged from its header, before decoding ------------------------------------
 def test_a_460_mb_wav_is_refused_from_its_header_without_reading_it(tmp_path):
-    data_bytes = 460_000_000
-    path = tmp_path / "long.wav"
-    header = (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 16_000, 32_000, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-    with open(path, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + data_bytes)  # sparse: a hole, not 460 MB on the disk
+    path = sparse_wav(tmp_path / "long.wav", 460_000_000)  # a hole, not 460 MB on the disk
     assert Limits().max_upload_mb * 1_000_000 > path.stat().st_size
     tracemalloc.start()
     try:
