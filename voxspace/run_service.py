@@ -173,7 +173,7 @@ class Run(LoggedWorker):
             before = record.eval if record and record.eval else None
             if self._evaluate and before is None:
                 self.phase = "evaluating-before"
-                self._say(f"Measuring the base model on {len(self.trainer.test_takes)} held-out takes.")
+                self._say(f"Measuring the base model on {_held_out_said(self.trainer)}.")
                 t0 = time.monotonic()
                 before = self._evaluate_in_slices(None)
                 self._measured(eval_s_per_take=(time.monotonic() - t0) / max(1, len(self.trainer.test_takes)))
@@ -612,6 +612,16 @@ def _pinned(state: dict[str, Any]) -> frozenset[str]:
 
 
 # --- the estimate shown before starting ----------------------------------------------------------
+def _held_out_said(trainer: Any) -> str:
+    """"12 held-out takes", or, when the cap sampled them, how many of how many and why."""
+    measured = len(trainer.test_takes)
+    held_back = len(trainer.pins.held_back) if trainer.pins else 0
+    if not held_back:
+        return f"{measured} held-out takes"
+    return (f"{measured} of its {measured + held_back} held-out takes (a sample across languages and "
+            f"recording time, to keep measuring cheap; none of them is trained on)")
+
+
 def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str,
              measured: timings.Measured | None = None) -> float:
     """GPU minutes (CPU minutes on a CPU) a run should take: training plus both evaluations.
@@ -624,6 +634,8 @@ def estimate(config: TrainConfig, n_takes: int, minutes: float, hardware: str,
         return 0.0
     marks = [split_for(i) for i in range(n_takes)]
     n_train, n_test = marks.count("train"), marks.count("test")
+    if config.eval_max_takes:
+        n_test = min(n_test, config.eval_max_takes)
     audio_s = minutes * 60 * n_train / n_takes
     per_audio_s = measured.train_s_per_audio_s if measured else None
     if per_audio_s is None:

@@ -46,7 +46,7 @@ from voxspace.model import (
     load_base,
     load_processor,
 )
-from voxspace.pinning import TakePins, dataset_revision
+from voxspace.pinning import TakePins, dataset_revision, sample_held_out
 from voxspace.run_record import ADAPTER_DIR, RunRecord
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ class TrainConfig:
     # Stop once the held-out loss has not improved for this many epochs (0: run every epoch). The
     # adapter kept is always the epoch with the lowest held-out loss, stopped early or not.
     early_stop_epochs: int = 0
+    # Held-out takes measured before and after (a sample across languages and recording time; the
+    # others stay held out). Evaluation is two generate passes per take: uncapped, a 5000-take run
+    # would spend more GPU time measuring than training. 0: measure every held-out take.
+    eval_max_takes: int = 64
 
     @classmethod
     def quick(cls, **kw: Any) -> TrainConfig:
@@ -186,6 +190,9 @@ class TrainConfig:
         patience = self.early_stop_epochs
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
             bad(f"Early stopping must be a whole number of epochs, 0 for off (got {patience!r}).")
+        cap = self.eval_max_takes
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+            bad(f"Held-out takes to measure must be a whole number, 0 for all (got {cap!r}).")
         if self.epochs > 100:
             bad(f"{self.epochs} epochs would only memorise the takes; use 100 or fewer.")
         return self
@@ -344,8 +351,11 @@ class Trainer:
             self.data_dir = str(fetch_takes(self.data, revision=revision, **self._data_kw))
         takes = read_folder(Path(self.data_dir))
         if self.pins is None:
-            self.train_takes, self.test_takes = split_takes(takes)
-            self.pins = TakePins.pin(self.train_takes, self.test_takes, dataset_revision(Path(self.data_dir)))
+            self.train_takes, held_out = split_takes(takes)
+            self.test_takes = sample_held_out(held_out, self.config.eval_max_takes)
+            kept = {t.take.take_id for t in self.test_takes}
+            self.pins = TakePins.pin(self.train_takes, self.test_takes, dataset_revision(Path(self.data_dir)),
+                                     held_back=[t for t in held_out if t.take.take_id not in kept])
         else:
             self.train_takes, self.test_takes, self.new_takes = self.pins.select(takes)
         self._write_spec()

@@ -54,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("--no-eval", action="store_true", help="skip WER/CER before and after")
     tr.add_argument(
+        "--eval-takes",
+        type=int,
+        metavar="N",
+        help="measure WER/CER on a sample of at most N held-out takes across languages and recording "
+        "time (default 64; 0 measures every held-out take)",
+    )
+    tr.add_argument(
         "--max-new-tokens",
         type=int,
         default=None,
@@ -99,6 +106,7 @@ def _config(args: argparse.Namespace) -> Any:
             "slice_seconds": args.slice_seconds,
             "auto_batch": False if args.fixed_batch else None,
             "adapt_encoder": args.adapt_encoder,
+            "eval_max_takes": args.eval_takes,
         }.items()
         if v is not None
     }

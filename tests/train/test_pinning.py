@@ -172,3 +172,58 @@ def test_resume_offer_counts_the_takes_that_wait_for_the_next_run(tmp_path, data
     assert found.pinned == {t.take.take_id for t in trainer.train_takes + trainer.test_takes}
     assert found.new_takes([*found.pinned, "t006", "t007"]) == 2
     assert run_service.Resumable(run, 1, 2, False).new_takes(["t006"]) == 0  # a run from before pins
+
+
+def _held_out(langs: dict[str, int]) -> list:
+    """Held-out takes, languages interleaved in recording order (no audio needed to sample them)."""
+    from pathlib import Path
+
+    from voxspace.layout import LocalTake, Take
+
+    out, seq = [], 0
+    pools = {k: n for k, n in langs.items()}
+    while any(pools.values()):
+        for lang in langs:
+            if pools[lang]:
+                pools[lang] -= 1
+                out.append(LocalTake(Take(take_id=f"t{seq:04d}", text="x", language=lang, duration=1.0,
+                                          phrase_id="p", split="test", seq=seq, created_at=0.0),
+                                     Path(f"/nowhere/{seq}.wav")))
+                seq += 1
+    return out
+
+
+def test_the_measured_sample_is_capped_stratified_by_language_and_spread_over_time():
+    """Issue 13: evaluation is two generate passes per held-out take, so a 5000-take run (~625 held
+    out) would spend more GPU time measuring than training; at most 64 are measured by default."""
+    from voxspace.pinning import sample_held_out
+
+    held = _held_out({"en": 100, "fr": 30, "de": 1})
+    picked = sample_held_out(held, 13)
+    langs = [t.take.language for t in picked]
+    assert len(picked) == 13 and langs.count("de") == 1  # a rare language is never left out
+    assert langs.count("en") > langs.count("fr") >= 2  # in proportion to the takes
+    seqs = [t.take.seq for t in picked if t.take.language == "en"]
+    assert min(seqs) < len(held) * 0.2 and max(seqs) > len(held) * 0.8  # early and late takes
+    assert _ids(sample_held_out(held, 13)) == _ids(picked)  # the same on every machine
+    assert sample_held_out(held, 0) == held and sample_held_out(held, 500) == held
+
+
+def test_a_capped_run_measures_its_sample_and_the_rest_are_neither_trained_nor_new(tmp_path, data):
+    run = tmp_path / "run"
+    first = Trainer(run, TrainConfig.quick(eval_max_takes=1), data).prepare()
+    all_held_out = [t for t in Trainer(tmp_path / "uncapped", TrainConfig.quick(eval_max_takes=0), data)
+                    .prepare().test_takes]
+    assert len(all_held_out) == 2 and len(first.test_takes) == 1
+    held_back = set(_ids(all_held_out)) - set(_ids(first.test_takes))
+    assert first.pins.held_back == sorted(held_back)
+    assert not held_back & set(_ids(first.train_takes))  # held out all the same
+    again = Trainer(run).prepare()
+    assert _ids(again.test_takes) == _ids(first.test_takes) and again.new_takes == 0
+
+
+def test_a_cap_that_is_not_a_whole_number_is_refused_with_a_sentence():
+    from voxspace.errors import BadHyperparameter
+
+    with pytest.raises(BadHyperparameter, match="Held-out takes to measure"):
+        TrainConfig.quick(eval_max_takes=-1).validate()
