@@ -294,3 +294,20 @@ def test_a_format_only_ffmpeg_reads_is_decoded_no_further_than_the_cap(tmp_path)
         prepare_take(webm, Limits(max_take_s=1.0))  # ffmpeg stops at 4 x 1 s
     assert "holds more than 4.0 s of audio" in e.value.user_message
     assert prepare_take(webm, Limits(max_take_s=10.0)).duration > 5.0
+
+
+def test_a_hub_dataset_import_refuses_those_rows_and_keeps_the_rest(tmp_path, local_env):
+    """`data import` / the Import section stream rows through the same store checks (a local folder here)."""
+    from voxspace.ingest import import_hub_dataset
+
+    root = tmp_path / "ds"
+    (root / "data").mkdir(parents=True)
+    texts = ["good morning to everyone here", "Call \x1b[31mMaria\x1b[0m now", "see you " * 2000]
+    for i in range(len(texts)):
+        (root / "data" / f"{i}.wav").write_bytes(wav_bytes(*speech(f"sentence {i} for the import test")))
+    meta = "".join(json.dumps({"file_name": f"{i}.wav", "text": t}) + "\n" for i, t in enumerate(texts))
+    (root / "data" / "metadata.jsonl").write_text(meta)
+    rows = import_hub_dataset(str(root), save=save_into(local_env))
+    assert [r.accepted for r in rows] == [True, False, False]
+    assert "control character (ESC" in rows[1].reason and "too long for the recording" in rows[2].reason
+    assert stored(local_env) == [texts[0]]
