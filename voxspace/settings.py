@@ -45,6 +45,20 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class SignInRetryConfig:
+    """Backoff for checking again a sign-in the Hub could not answer (voxspace.sign_in_retry)."""
+
+    first_s: float = 5.0  # the first wait after the failed check
+    max_s: float = 300.0  # the longest wait: a longer Retry-After is cut to this (whoami is cheap)
+
+    def delay_s(self, attempt: int, retry_after_s: float | None = None) -> float:
+        """The wait before check number `attempt` (1: the first re-check): doubling from first_s,
+        at least a 429's Retry-After, never over max_s."""
+        backoff = self.first_s * 2 ** (attempt - 1)
+        return min(self.max_s, max(backoff, retry_after_s or 0.0))
+
+
+@dataclass(frozen=True)
 class Settings:
     base_model: str = DEFAULT_BASE_MODEL
     data_dir: Path = field(default_factory=_default_data_dir)
@@ -57,6 +71,7 @@ class Settings:
     zerogpu_runs: int = 4  # runs that train at once on ZeroGPU (each call there gets its own GPU)
     checkpoint_every_s: float = 300.0  # a run on a dedicated GPU or CPU saves (and mirrors) this often
     commit_budget: BudgetConfig = field(default_factory=BudgetConfig)  # per repo, under the Hub's limit
+    sign_in_retry: SignInRetryConfig = field(default_factory=SignInRetryConfig)
     storage: str = ""  # "bucket" | "ephemeral" | "local" overrides voxspace.storage's guess
     limits: Limits = field(default_factory=Limits)
     jobs_image: str | None = None  # the Space image a Hugging Face Job runs (default: this Space's)

@@ -44,7 +44,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         status = gr.Markdown("Loading…", elem_id="identity-status")
         with gr.Tabs(elem_id="vx-tabs"):
             with gr.Tab("Record", id="record", elem_id="tab-record") as record_tab:
-                rec = record.build(session)
+                rec = record.build(session, status)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
                 train_view = train.build(session)
             with gr.Tab("Publish", id="publish", elem_id="tab-publish") as publish_tab:

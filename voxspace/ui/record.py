@@ -17,7 +17,7 @@ from voxspace.errors import BadAudio, DuplicateTake, VoxSpaceError
 from voxspace.settings import LANGUAGES, language_choices
 from voxspace.ui import bulk, handsfree, spontaneous, suggestions, unsent
 from voxspace.ui.progress import LOADING_PHRASE, phrase_html, progress_html, rest_reminder, status_html
-from voxspace.ui.session import Session
+from voxspace.ui.session import Session, recheck_sign_in, status_line
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,9 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     return status_html("saved", message, rest=bool(reminder)), _phrase(sess), _progress(sess), True
 
 
-def build(session: gr.State) -> RecordTab:
+def build(session: gr.State, identity_status: gr.Markdown) -> RecordTab:
+    """The tab's components and handlers; `identity_status` is the page's sign-in line, which the
+    tick updates when a sign-in checked again in the background comes back."""
     prefs = gr.BrowserState({"language": "en", "size": 40, "keys": True}, storage_key="voxspace-prefs")
     with gr.Row(equal_height=True):
         language = gr.Dropdown(language_choices(), value="en", label="Language of the phrases",
@@ -192,11 +194,13 @@ def build(session: gr.State) -> RecordTab:
 
     def on_tick(sess: Session | None):
         if sess is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         sess.keep_claim()  # this page is still open: its phrase stays its own
-        return _progress(sess), unsent.receipts_html(sess)
+        signed_in_again = recheck_sign_in(sess)
+        return (_progress(sess), unsent.receipts_html(sess),
+                status_line(sess) if signed_in_again else gr.skip())
 
-    timer.tick(on_tick, [session], [progress, receipts], show_progress="hidden")
+    timer.tick(on_tick, [session], [progress, receipts, identity_status], show_progress="hidden")
 
     # --- preferences: language, text size, shortcuts; remembered in this browser ------------
     def on_language(sess: Session | None, lang: str, p: dict):

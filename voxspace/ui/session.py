@@ -15,9 +15,10 @@ import gradio as gr
 import numpy as np
 
 from voxspace import phrases
-from voxspace.auth import ANONYMOUS, Identity, resolve_identity
-from voxspace.errors import VoxSpaceError
+from voxspace.auth import ANONYMOUS, Identity, local_token, resolve_identity
+from voxspace.errors import AuthError, VoxSpaceError
 from voxspace.settings import Settings
+from voxspace.sign_in_retry import WAITING, SignInRetry
 from voxspace.store import TakeStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class Session:
     chunks: list[np.ndarray] = field(default_factory=list)  # hands-free capture, float32 mono
     chunk_sr: int = 0
     problem: str | None = None  # why sign-in could not be checked, said on the status line
+    sign_in_retry: SignInRetry | None = None  # checking that sign-in again in the background
+    notice: str | None = None  # the sign-in came back mid-session: said on the status line
     page_id: str = field(default_factory=lambda: secrets.token_hex(8))  # this page, for PhraseClaims
     claims: phrases.PhraseClaims = field(default=phrases.CLAIMS, repr=False)
     last_take_id: str | None = None  # the take the last Save stored (or found already stored)
@@ -85,23 +88,42 @@ def start_session(settings: Settings, *, profile: gr.OAuthProfile | None,
                   token: gr.OAuthToken | None) -> Session:
     """Whose takes these are (voxspace.auth) and where they go (voxspace.store). A Hub that cannot
     be reached must not break the page: the visitor is then told why, in `problem`."""
-    problem = None
+    problem, retry = None, None
     try:
         identity = resolve_identity(settings, oauth_username=profile.username if profile else None,
                                     oauth_token=token.token if token else None)
     except VoxSpaceError as e:
         log.warning("sign-in check failed: %s", e)
         identity, problem = ANONYMOUS, e.user_message
+        mine = None if settings.in_space else local_token()  # in a Space no whoami is ever asked
+        if mine and not isinstance(e, AuthError):  # the Hub did not answer: ask again, in the background
+            retry, problem = SignInRetry.start(settings, mine), WAITING
     store = None
     if identity.signed_in or not settings.in_space:
         store = TakeStore.for_identity(settings, identity)
     log.info("session started (%s, %s)", identity.source, "store" if store else "no store")
-    return Session(settings=settings, identity=identity, store=store, problem=problem)
+    return Session(settings=settings, identity=identity, store=store, problem=problem, sign_in_retry=retry)
+
+
+def recheck_sign_in(sess: Session) -> bool:
+    """Take up a background sign-in check that has ended (voxspace.sign_in_retry): the person's own
+    store once the Hub answered, or why it refused. True when the status line must be shown again."""
+    retry = sess.sign_in_retry
+    if retry is None or not retry.finished:
+        return False
+    sess.sign_in_retry = None
+    if retry.identity is None:
+        sess.problem = retry.refused.user_message if retry.refused else None
+        return True
+    sess.identity = retry.identity
+    sess.store = TakeStore.for_identity(sess.settings, retry.identity)
+    sess.problem, sess.notice = None, retry.recovered_sentence()
+    return True
 
 
 def status_line(sess: Session) -> str:
     """Who is signed in and where their takes go, in one plain sentence."""
-    prefix = f"{sess.problem} " if sess.problem else ""
+    prefix = "".join(f"{line} " for line in (sess.notice, sess.problem) if line)
     return prefix + _where(sess)
 
 
