@@ -102,6 +102,15 @@ def hub_settings(hub, tmp_path):
                     dataset_repo_name=f"voxspace-recordings-{secrets.token_hex(4)}")
 
 
+@pytest.fixture(autouse=True)
+def _no_sign_in_retry_outlives_its_test():
+    """A background sign-in check (voxspace.sign_in_retry) left running would ask the shared Hub's
+    whoami during a later test, taking failures that test queued for itself."""
+    yield
+    if "voxspace.sign_in_retry" in sys.modules:
+        sys.modules["voxspace.sign_in_retry"].SignInRetry.close_all()
+
+
 @pytest.fixture
 def fresh_whoami_cache():
     """An empty whoami cache before and after the test (auth caches each token's username)."""

@@ -18,12 +18,6 @@ from voxspace.ui.session import recheck_sign_in, start_session, status_line
 pytestmark = pytest.mark.usefixtures("close_stores", "fresh_whoami_cache")
 
 
-@pytest.fixture(autouse=True)
-def _stop_retries():
-    yield
-    SignInRetry.close_all()
-
-
 @pytest.fixture
 def alice_local(hub_tokens, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", hub_tokens["alice"])
