@@ -165,15 +165,21 @@ def test_in_a_space_the_visitor_token_acts_never_hf_token(
     assert users == {"bob"}  # not a single request with the Space owner's token
 
 
+def _three_takes_pushed(settings, alice: Identity, take_wav) -> TakeStore:
+    """Takes "take 0".."take 2" (phrases en-0..en-2) saved and pushed, then every store closed."""
+    store = TakeStore.for_identity(settings, alice)
+    for i in range(3):
+        store.save(*take_wav(), text=f"take {i}", language="en", phrase_id=f"en-{i}")
+    assert store.flush(30)
+    TakeStore.close_all()
+    return store
+
+
 def test_resume_on_sign_in_counts_hub_takes_and_continues_seq(
     hub, hub_settings, hub_tokens, take_wav, tmp_path
 ):
     alice = who("alice", hub_tokens)
-    first = TakeStore.for_identity(hub_settings, alice)
-    for i in range(3):
-        first.save(*take_wav(), text=f"take {i}", language="en", phrase_id=f"en-{i}")
-    assert first.flush(30)
-    TakeStore.close_all()
+    _three_takes_pushed(hub_settings, alice, take_wav)
     elsewhere = replace(hub_settings, data_dir=tmp_path / "another-machine")  # a fresh disk
     again = TakeStore.for_identity(elsewhere, alice)
     stats = again.stats()
@@ -190,11 +196,7 @@ def test_resume_on_the_same_disk_reads_only_new_metadata(hub, hub_settings, hub_
         return sum(r["method"] == "GET" and r["path"].endswith("metadata.jsonl") for r in hub.requests())
 
     alice = who("alice", hub_tokens)
-    here = TakeStore.for_identity(hub_settings, alice)
-    for i in range(3):
-        here.save(*take_wav(), text=f"take {i}", language="en", phrase_id=f"en-{i}")
-    assert here.flush(30)
-    TakeStore.close_all()
+    here = _three_takes_pushed(hub_settings, alice, take_wav)
     # Meanwhile, on another machine: one more take; and one take deleted on the Hub by its owner.
     other = TakeStore.for_identity(replace(hub_settings, data_dir=tmp_path / "other"), alice)
     other.save(*take_wav(), text="from elsewhere", language="en", phrase_id="en-9")
