@@ -16,7 +16,7 @@ import yaml
 from tests.signals import distinct_takes
 from voxspace.auth import Identity
 from voxspace.layout import read_folder
-from voxspace.store import TakeStore
+from voxspace.store import MAX_CONFLICTS, TakeStore
 
 pytestmark = pytest.mark.usefixtures("close_stores")
 
@@ -104,3 +104,18 @@ def test_pending_takes_that_collide_with_the_other_devices_are_renumbered_at_sig
     # a split mark, once given, stays: split_for(2..4) would say train, train, test
     assert [t.split for t in on_hub[2:]] == ["train", "test", "train"]
     assert _card_languages(hub, phone.repo_id) == ["en", "fr"]
+
+
+def test_a_repo_that_keeps_moving_is_said_and_retried_not_lost(hub, hub_settings, hub_tokens, clip, tmp_path):
+    laptop, _ = _devices(hub_settings, hub_tokens, tmp_path)
+    laptop.save(*clip(), text="first", language="en", phrase_id="en-0")
+    assert laptop.flush(30)
+    hub.fail_next("commit", MAX_CONFLICTS, status=412)  # another writer wins every race, for a while
+    laptop.save(*clip(), text="second", language="en", phrase_id="en-1")
+    _wait_for(lambda: laptop.stats().last_error is not None)
+    assert "Another device is saving to" in laptop.stats().last_error
+    assert "will be retried" in laptop.stats().last_error
+    assert laptop.flush(30), laptop.stats()
+    assert laptop.stats().last_error is None
+    texts = [lt.take.text for lt in read_folder(hub.checkout(laptop.repo_id, "dataset"))]
+    assert texts == ["first", "second"]
