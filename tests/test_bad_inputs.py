@@ -311,3 +311,20 @@ def test_a_hub_dataset_import_refuses_those_rows_and_keeps_the_rest(tmp_path, lo
     assert [r.accepted for r in rows] == [True, False, False]
     assert "control character (ESC" in rows[1].reason and "too long for the recording" in rows[2].reason
     assert stored(local_env) == [texts[0]]
+
+
+def test_a_hub_dataset_whose_metadata_has_a_bad_line_is_named(tmp_path, local_env):
+    """`datasets` reads a split whole, so the good rows cannot be kept: the sentence names the line."""
+    from voxspace.errors import BadInput
+    from voxspace.ingest import import_hub_dataset
+
+    root = tmp_path / "ds"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "0.wav").write_bytes(wav_bytes(*speech("good morning to everyone here")))
+    (root / "data" / "metadata.jsonl").write_text(
+        '{"file_name": "0.wav", "text": "good morning"}\n{"file_name": "1.wav", "text": oops}\n'
+    )
+    with pytest.raises(BadInput) as e:
+        import_hub_dataset(str(root), save=save_into(local_env))
+    assert "line 2 (blank lines not counted) of its metadata file is malformed" in e.value.user_message
+    assert "nothing was imported" in e.value.user_message

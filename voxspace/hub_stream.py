@@ -8,6 +8,7 @@ row is read with the caller's token: the visitor's own, never the Space's.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -84,9 +85,23 @@ def stream_rows(repo_id: str, *, config: str | None = None, split: str = "train"
         except HfHubHTTPError as e:
             raise HubError(f"The Hub refused to read {repo_id}. If it is private or gated, sign in "
                            "with an account that has access.", detail=f"{where}: {e}") from e
-        except ValueError as e:  # unknown config or split
+        except ValueError as e:
+            if "parse error" in str(e).lower():  # pyarrow.ArrowInvalid: a bad line in the metadata
+                raise _unreadable_metadata(repo_id, e, where) from e
+            # unknown config or split
             raise BadInput(f"Couldn't open {repo_id} with that config and split: {e}".split("\n")[0],
                            detail=where) from e
+
+
+def _unreadable_metadata(repo_id: str, e: Exception, where: str) -> BadInput:
+    """`datasets` reads a split's metadata file whole: one bad line stops every row, so name it."""
+    row = re.search(r"in row (\d+)", str(e))  # pyarrow counts from 0 and skips blank lines
+    which = (f"line {int(row[1]) + 1} (blank lines not counted) of its metadata file" if row
+             else "a line of its metadata file")
+    reason = str(e).split(" in row")[0]
+    return BadInput(f"The dataset {repo_id} cannot be read: {which} is malformed ({reason}). The "
+                    "datasets library reads a split whole, so nothing was imported; fix that line (or ask "
+                    "the dataset's owner to) and import again.", detail=f"{where}: {e}")
 
 
 def read_audio_bytes(value: dict[str, Any], *, token: str | None = None,
