@@ -52,10 +52,12 @@ def _free_port() -> int:
 @dataclass
 class AppServer:
     """app.py in a subprocess. kill() is SIGKILL (the durability test); start() brings it back on
-    the same port and data dir, as a restarted Space would."""
+    the same port and data dir, as a restarted Space would. `own_group`: the app runs in a process
+    group of its own, stopped whole (ZeroGPU mode forks a GPU worker per call)."""
 
     env: dict[str, str]
     workdir: Path
+    own_group: bool = False
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen | None = None
     starts: int = 0
@@ -77,7 +79,8 @@ class AppServer:
         env = {**self.env, "GRADIO_SERVER_PORT": str(self.port)}
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=ROOT,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=self.own_group)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
@@ -95,6 +98,8 @@ class AppServer:
         self.proc.wait()
 
     def stop(self) -> None:
+        if self.own_group and self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the app this harness started and its workers
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()  # only the server this harness started, by its PID

@@ -37,10 +37,12 @@ _STOP_AFTER = """(root, ms) => new Promise((resolve) => {
 
 
 def new_visitor(browser: Browser, app_url: str, hub_url: str, user: str | None,
-                extra_permissions: list[str] | None = None) -> tuple[BrowserContext, Page]:
-    """A fresh browser profile; `user` is who the local Hub's OAuth page signs in."""
+                extra_permissions: list[str] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[BrowserContext, Page]:
+    """A fresh browser profile; `user` is who the local Hub's OAuth page signs in. `headers` go with
+    every request, as the Hub's proxy adds X-IP-Token to each request of a Space's visitor."""
     ctx = browser.new_context(permissions=["microphone", *(extra_permissions or [])],
-                              viewport={"width": 1280, "height": 900})
+                              viewport={"width": 1280, "height": 900}, extra_http_headers=headers)
     if user:
         ctx.add_cookies([{"name": "hub_user", "value": user, "url": hub_url}])
     page = ctx.new_page()
@@ -122,14 +124,16 @@ def count_from_progress(page: Page) -> int:
     return int(m.group(1)) if m else -1
 
 
-def start_tiny_run(page: Page, takes: int, *, epochs: int = 1, batch: int = 2, at_once: bool = False) -> None:
+def start_tiny_run(page: Page, takes: int, *, epochs: int = 1, batch: int = 2, at_once: bool = False,
+                   precision: str = "fp32") -> None:
     """Open the Train tab and start an fp32 run, one pass at batch 2 unless told otherwise (no 8-bit
-    kernels on this CPU). `at_once`: press Start without waiting for the tab's opening to finish."""
+    kernels on this CPU; ZeroGPU offers bf16 only). `at_once`: press Start without waiting for the
+    tab's opening to finish."""
     page.get_by_role("tab", name="Train").click()
     if not at_once:
         expect(page.locator("#train-readiness")).to_contain_text(f"{takes} takes")
     page.get_by_role("button", name="Advanced settings").click()
     page.get_by_label("Epochs (passes over the takes)").fill(str(epochs))
     page.get_by_label("Batch size").fill(str(batch))
-    page.get_by_label("fp32").check()
+    page.get_by_label(precision, exact=True).check()
     page.get_by_role("button", name="Start training").click()

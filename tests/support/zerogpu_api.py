@@ -23,14 +23,28 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 REFUSALS = ("quota", "space-limit", "illegal-duration", "runs-limit", "no-gpu", "queue-timeout")
+
+
+def zerogpu_env(api: DeviceAPI, offload_dir: Path) -> dict[str, str]:
+    """What makes a Space process run in ZeroGPU mode against `api`, with the CPU worker seam of
+    tests/support/zerogpu_seam.py installed before app.py runs (zerogpu_site/sitecustomize.py)."""
+    root = Path(__file__).resolve().parents[2]
+    return {
+        "SPACES_ZERO_GPU": "true",
+        "SPACES_ZERO_DEVICE_API_URL": api.url,
+        "ZEROGPU_OFFLOAD_DIR": str(offload_dir),
+        "PYTHONPATH": os.pathsep.join([str(root / "tests/support/zerogpu_site"), str(root)]),
+    }
 
 
 def visitor_token(name: str, *, auth: str = "regular") -> str:

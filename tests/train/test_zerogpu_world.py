@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.zerogpu_api import DeviceAPI, visitor_token
+from tests.support.zerogpu_api import DeviceAPI, visitor_token, zerogpu_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CAP_S = 60  # VOXSPACE_SLICE_CAP_S: the longest call the Space asks for
@@ -70,10 +70,7 @@ def _zerogpu_env(api: DeviceAPI, work: Path, model_dir: Path) -> dict[str, str]:
     """A ZeroGPU Space's environment, its device API the local one, its worker seam installed."""
     return {
         **os.environ,
-        "SPACES_ZERO_GPU": "true",
-        "SPACES_ZERO_DEVICE_API_URL": api.url,
-        "ZEROGPU_OFFLOAD_DIR": str(work / "offload"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/support/zerogpu_site"), str(ROOT)]),
+        **zerogpu_env(api, work / "offload"),
         "VOXSPACE_BASE_MODEL": str(model_dir),
         "VOXSPACE_DATA_DIR": str(work / "data"),
         "VOXSPACE_SLICE_CAP_S": str(CAP_S),

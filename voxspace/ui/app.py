@@ -19,6 +19,7 @@ from voxspace.ui import assets, publish, record, train
 from voxspace.ui.session import Session, start_session, status_line
 
 log = logging.getLogger(__name__)
+QUEUE_MAX_SIZE = 512  # events waiting for a worker, all visitors together
 
 
 def _show_login_button(settings: Settings) -> bool:
@@ -107,6 +108,10 @@ def launch(settings: Settings | None = None) -> None:
     _recover_in_background(settings)
     _load_base_on_zerogpu(settings)
     demo = build_app(settings)
-    demo.queue(default_concurrency_limit=8).launch(
+    # max_size: on ZeroGPU gradio defaults the queue to ONE waiting event for the whole Space (meant
+    # for demos whose every event is a GPU call); a VoxSpace page sends several at once (its load
+    # chain, the Train tab's timer) and got "Queue is full" before it had loaded. GPU work here runs
+    # in the run's own thread, never in a queued event.
+    demo.queue(default_concurrency_limit=8, max_size=QUEUE_MAX_SIZE).launch(
         css_paths=[assets.CSS], head=assets.head(), footer_links=[],
         theme=gr.themes.Default())
