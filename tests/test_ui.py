@@ -281,3 +281,13 @@ def test_language_menus_show_names_and_keep_codes(hub_settings):
     assert all(name != code for name, code in menus["language"].choices)
     assert menus["upload-language"].choices[0] == ("Detect it in each file", "")
     assert ("German", "de") in menus["import-language"].choices
+
+
+def test_on_zerogpu_the_page_queue_takes_more_than_one_waiting_event(monkeypatch):
+    import gradio as gr
+
+    from voxspace.ui.app import queued
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")  # a ZeroGPU Space, as gradio reads it
+    assert gr.Blocks().queue()._queue.max_size == 1  # gradio's own default there: the page never loaded
+    assert queued(gr.Blocks())._queue.max_size >= 100  # launch() queues the page so: many events may wait

@@ -99,6 +99,14 @@ def _load_base_on_zerogpu(settings: Settings) -> None:
     gpu.load_base_at_startup(settings.base_model)
 
 
+def queued(demo: gr.Blocks) -> gr.Blocks:
+    """The page's event queue. max_size: on ZeroGPU gradio defaults it to ONE waiting event for the
+    whole Space (meant for demos whose every event is a GPU call); a VoxSpace page sends several at
+    once (its load chain, the Train tab's timer) and got "Queue is full" before it had loaded. GPU
+    work here runs in the run's own thread, never in a queued event."""
+    return demo.queue(default_concurrency_limit=8, max_size=QUEUE_MAX_SIZE)
+
+
 def launch(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,11 +115,6 @@ def launch(settings: Settings | None = None) -> None:
     quiet_third_party()
     _recover_in_background(settings)
     _load_base_on_zerogpu(settings)
-    demo = build_app(settings)
-    # max_size: on ZeroGPU gradio defaults the queue to ONE waiting event for the whole Space (meant
-    # for demos whose every event is a GPU call); a VoxSpace page sends several at once (its load
-    # chain, the Train tab's timer) and got "Queue is full" before it had loaded. GPU work here runs
-    # in the run's own thread, never in a queued event.
-    demo.queue(default_concurrency_limit=8, max_size=QUEUE_MAX_SIZE).launch(
+    queued(build_app(settings)).launch(
         css_paths=[assets.CSS], head=assets.head(), footer_links=[],
         theme=gr.themes.Default())
