@@ -9,6 +9,10 @@ read from `jobs/<run>/run.json` at `--spec-revision`; training goes through run_
 in the Space (checkpoints mirrored to `checkpoint/` of the same repo), and at the end the adapter
 and summary.json (WER before/after, loss history) are committed to `jobs/<run>/`.
 Exit status: 0 done, 1 stopped or failed (the reason is the last line of the log), 2 refused.
+
+On a multi-GPU machine the Job starts this once per GPU (voxspace.data_parallel): rank 0 does all
+of the above; the other ranks wait for its run folder, train their share of each step and write
+nothing (no log lines, checkpoints, trackio or Hub commits).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from huggingface_hub import CommitOperationAdd, hf_hub_download
 
-    from voxspace import checkpoint, run_service
+    from voxspace import checkpoint, data_parallel, run_service
     from voxspace.auth import Identity, whoami_username
     from voxspace.hub import as_user_error, commit_with_retry, folder_operations, hub_api
     from voxspace.jobs import REMOTE_JOBS, TOKEN_SECRET
@@ -52,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     identity = Identity(whoami_username(token, settings), token, "local")
     run_dir = run_service.runs_root(settings, identity) / args.run
+    ranks = data_parallel.join()  # one process per GPU on a multi-GPU machine (jobs.job_command)
+    if not ranks.is_main:  # rank 0 does everything below; the others only share its training steps
+        data_parallel.train_as_helper(run_dir, ranks)
+        return 0
     run_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"{REMOTE_JOBS}/{args.run}"
     try:
@@ -116,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("job failed", exc_info=True)
         print(f"error: {e.user_message}", flush=True)
         return 2
+    finally:
+        from voxspace.data_parallel import leave
+
+        leave()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError
 
 from voxspace.auth import Identity
+from voxspace.data_parallel import launcher
 from voxspace.errors import AuthError, BadInput, HubError, VoxSpaceError
 from voxspace.hub import as_user_error, commit_with_retry, ensure_private_repo, hub_api, user_cache_dir
 from voxspace.model import ModelConfig, check_base_model
@@ -59,18 +60,31 @@ MIN_TIMEOUT_MIN = 15
 
 @dataclass(frozen=True)
 class Flavor:
-    """A Jobs machine. `speed`: throughput relative to the H100 that run_service's figures were
-    measured on (bench/results/h100_train_speed.txt); planning factors from the cards' bf16 specs,
-    not measured here. Prices: the Hub's 2026 list (FACTS), billed per minute."""
+    """A Jobs machine. `speed`: one card's throughput relative to the H100 that run_service's
+    figures were measured on (bench/results/h100_train_speed.txt); planning factors from the cards'
+    bf16 specs, not measured here. `memory_gb`: per card (data-parallel: each card holds the whole
+    model). Prices: the Hub's 2026 list (FACTS) for one card; the multi-card ones from the Hub's
+    hardware price list, not re-checked in 2026. Billed per minute."""
 
     name: str
     gpu: str
     memory_gb: int
     usd_per_hour: float
     speed: float
+    gpus: int = 1
 
     def label(self) -> str:
-        return f"{self.name}: {self.gpu}, {self.memory_gb} GB, ${self.usd_per_hour:.2f}/h"
+        if self.gpus > 1:
+            cards = f"{self.gpus} × {self.gpu}, {self.memory_gb} GB each"
+        else:
+            cards = f"{self.gpu}, {self.memory_gb} GB"
+        return f"{self.name}: {cards}, ${self.usd_per_hour:.2f}/h"
+
+    @property
+    def throughput(self) -> float:
+        """Relative to one H100: every card trains its share of each step; the gradient exchange and
+        rank 0's evaluation alone cost some of it (DATA_PARALLEL_EFFICIENCY, a planning figure)."""
+        return self.speed * self.gpus * (DATA_PARALLEL_EFFICIENCY if self.gpus > 1 else 1.0)
 
 
 FLAVORS = {
@@ -82,9 +96,14 @@ FLAVORS = {
         Flavor("l40sx1", "NVIDIA L40S", 48, 1.80, 0.55),
         Flavor("a100-large", "NVIDIA A100", 80, 2.50, 0.60),
         Flavor("h200", "NVIDIA H200", 141, 5.00, 1.10),
+        Flavor("a10g-largex2", "NVIDIA A10G", 24, 3.00, 0.30, gpus=2),
+        Flavor("l4x4", "NVIDIA L4", 24, 3.80, 0.25, gpus=4),
+        Flavor("a10g-largex4", "NVIDIA A10G", 24, 5.00, 0.30, gpus=4),
+        Flavor("l40sx4", "NVIDIA L40S", 48, 8.30, 0.55, gpus=4),
     )
 }
 DEFAULT_FLAVOR = "l4x1"
+DATA_PARALLEL_EFFICIENCY = 0.85  # planning figure (not measured): share of N cards' speed a run gets
 # GPU memory a LoRA run needs (weights + activations at the default batch), planning figures
 # (Voxtral-Mini-3B 8-bit: 9.0-19.8 GB measured on an H100, README "Performance"); other models: no check
 _MODEL_GB = {
@@ -135,9 +154,12 @@ def check_fits(f: Flavor, base_model: str, precision: str) -> None:
     need = memory_needed_gb(base_model, precision)
     if need > f.memory_gb:
         fits = [x.name for x in FLAVORS.values() if x.memory_gb >= need]
+        has = f"{f.memory_gb} GB"
+        if f.gpus > 1:
+            has += f" on each of its {f.gpus} GPUs (each holds the whole model)"
         raise BadInput(
             f"{base_model} in {precision} needs about {need} GB of GPU memory; {f.name} has "
-            f"{f.memory_gb} GB. Choose {', '.join(fits) or 'a larger machine'}."
+            f"{has}. Choose {', '.join(fits) or 'a larger machine'}."
         )
 
 
@@ -147,7 +169,7 @@ def plan(
     """Minutes and dollars for this run on `flavor_name`: run_service's H100 estimate scaled by the
     card's speed, plus start-up. The default timeout is twice that, at least MIN_TIMEOUT_MIN."""
     f = flavor(flavor_name)
-    run_min = STARTUP_MIN + estimate(config, n_takes, minutes, "cuda") / f.speed
+    run_min = STARTUP_MIN + estimate(config, n_takes, minutes, "cuda") / f.throughput
     if timeout_min is None:
         timeout_min = max(MIN_TIMEOUT_MIN, math.ceil(2 * run_min / 5) * 5)
     if timeout_min <= 0:
@@ -333,21 +355,7 @@ def launch(
         )
     except Exception as e:
         raise as_user_error(e, action="save the run's settings to", repo_id=repo) from e
-    command = [
-        "python",
-        "-m",
-        "voxspace.job_entry",
-        "--repo",
-        repo,
-        "--run",
-        run_dir.name,
-        "--spec-revision",
-        info.oid,
-    ]
-    if resume:
-        command.append("--resume")
-    if not evaluate:
-        command.append("--no-eval")
+    command = job_command(f, repo, run_dir.name, info.oid, resume=resume, evaluate=evaluate)
     try:
         job = api.run_job(
             image=image,
@@ -381,6 +389,17 @@ def launch(
     record.save(run_dir)
     log.info("launched Job %s on %s for %s", job.id, f.name, run_dir.name)
     return JobRun(settings, identity, run_dir, record, job_plan)
+
+
+def job_command(
+    f: Flavor, repo: str, run_name: str, spec_revision: str, *, resume: bool = False, evaluate: bool = True
+) -> list[str]:
+    """What the Job runs: voxspace.job_entry, once per GPU on a multi-GPU flavor (data-parallel,
+    started by `accelerate launch`: voxspace.data_parallel). Names and a commit id only, no secret."""
+    entry = ["-m", "voxspace.job_entry", "--repo", repo, "--run", run_name, "--spec-revision", spec_revision]
+    entry += ["--resume"] if resume else []
+    entry += [] if evaluate else ["--no-eval"]
+    return (launcher(f.gpus) or ["python"]) + entry
 
 
 def attach(settings: Settings, identity: Identity, run_dir: str | Path) -> JobRun | None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import spaces  # noqa: F401 - before torch: on ZeroGPU it patches CUDA initialisation
 
-from voxspace import checkpoint, gpu, gpu_eval, page_watch, run_record, timings
+from voxspace import checkpoint, data_parallel, gpu, gpu_eval, page_watch, run_record, timings
 from voxspace.auth import Identity
 from voxspace.errors import BadInput, HubError, TrainError, VoxSpaceError
 from voxspace.hub import as_user_error, user_cache_dir
@@ -448,6 +448,7 @@ def start_run(
         data_token=identity.token,
         data_endpoint=settings.hub_endpoint,
         data_cache_dir=user_cache_dir(settings, identity),
+        ranks=data_parallel.current(),  # rank 0 of a multi-GPU Job (voxspace.job_entry); else alone
     )
     trainer.model_cfg.token = identity.token
     check_base_model(trainer.model_cfg, endpoint=settings.hub_endpoint, in_space=settings.in_space)

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from voxspace import checkpoint, features
 from voxspace.batching import CudaMemory, MemoryFit, MemoryMeter, PassFitter, plan_steps
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
+from voxspace.data_parallel import END, PAUSE, SINGLE, STEP, Ranks
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.layout import read_folder
 from voxspace.model import (
@@ -277,9 +278,12 @@ class Trainer:
         examples: list[Example] | None = None,
         memory: MemoryMeter | None = None,
         cache_on_disk: bool = False,
+        ranks: Ranks = SINGLE,
     ) -> None:
         """`examples`: already-encoded training examples (benchmarks); then `data` is only a label.
-        `memory`: the device-memory counters that fit passes to the GPU (CUDA's by default)."""
+        `memory`: the device-memory counters that fit passes to the GPU (CUDA's by default).
+        `ranks`: this process's place among data-parallel processes (voxspace.data_parallel); only
+        rank 0 writes anything."""
         self.run_dir = Path(run_dir)
         spec = self._read_spec()
         if config is None or data is None:
@@ -304,6 +308,8 @@ class Trainer:
         self._given_examples = examples
         self._memory = memory
         self._cache_on_disk = cache_on_disk  # a ZeroGPU slice: its worker's memory is thrown away after it
+        self.ranks = ranks
+        self.ended = False  # a data-parallel run: rank 0 has said no more steps come (data_parallel.END)
         self.ready = False
         self.prepared = False
         self.config.validate()  # before any data, model or GPU time is spent
@@ -318,6 +324,8 @@ class Trainer:
         return checkpoint.read_state(self.run_dir) if checkpoint.has_checkpoint(self.run_dir) else None
 
     def _write_spec(self) -> None:
+        if not self.ranks.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         spec = {
             "config": self.config.to_dict(),
@@ -369,6 +377,9 @@ class Trainer:
         started = time.monotonic()
         if not self.prepared:
             self.prepare()
+        if self.ranks.parallel and self.ranks.is_main:
+            self.encode_examples()  # cheap when done: the other ranks read the takes, none writes
+            self.ranks.main_ready()  # they build their Trainer from this run folder now
 
         model, self.processor = self._base if self._base is not None else load_base(self.model_cfg)
         self.base_model = detach_lora(model)  # a previous run in this process may have left LoRA on
@@ -382,16 +393,14 @@ class Trainer:
         self.examples: list[Example] = (
             self._given_examples if self._given_examples is not None else self._encoded_examples()
         )
-        self.heldout: list[Example] = (
-            self._encoded_examples("test") if self.test_takes else []
-        )
+        self.heldout: list[Example] = self._encoded_examples("test") if self.test_takes else []
 
         from voxspace.encoder_cache import EncoderCache
 
         self.cache = (
             EncoderCache(
                 max_bytes=self.config.cache_max_mb * 2**20,
-                spill_dir=self.run_dir / "encoder_cache",
+                spill_dir=self.run_dir / "encoder_cache" / (f"rank-{r}" if (r := self.ranks.rank) else ""),
                 write_through=self._cache_on_disk,
             )
             if self.config.encoder_cache
@@ -407,6 +416,7 @@ class Trainer:
         self._current_pass: list[int] = []  # the pass being computed, for the fitter if it runs out of memory
         self.total_steps = self.steps_per_epoch * self.config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.ranks.share_weights(params)
         on_gpu = self.device.type == "cuda"  # one fused kernel per step there; foreach on the CPU
         self.optimizer = torch.optim.AdamW(
             params, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=on_gpu, foreach=not on_gpu
@@ -525,10 +535,12 @@ class Trainer:
             return None
         self.model.eval()
         total, count = 0.0, 0
+        mine = self.ranks.shard(self.heldout)  # each rank a share; the sums are added up
         with torch.no_grad():
-            for i in range(0, len(self.heldout), self.config.batch_size):
-                loss_sum, n = self._loss_sum(self.collator(self.heldout[i : i + self.config.batch_size]))
+            for i in range(0, len(mine), self.config.batch_size):
+                loss_sum, n = self._loss_sum(self.collator(mine[i : i + self.config.batch_size]))
                 total, count = total + float(loss_sum), count + n
+        total, count = self.ranks.sum(total, count)
         return total / count
 
     def _end_of_epoch(self) -> dict[str, float]:
@@ -539,7 +551,8 @@ class Trainer:
         self.heldout_history.append((self.step, loss))
         if self.best is None or loss < self.best[1]:
             self.best = (self.step, loss)
-            self._save_best()
+            if self.ranks.is_main:
+                self._save_best()
         patience = self.config.early_stop_epochs
         epochs_since_best = sum(1 for step, _ in self.heldout_history if step > self.best[0])
         if patience and epochs_since_best >= patience and self.step < self.total_steps:
@@ -595,7 +608,7 @@ class Trainer:
         lengths, cfg = self.lengths, self.config
         plan = plan_steps(lengths, cfg.step_size, cfg.seed, self.epoch, cfg.length_batching)
         step_ids = plan[self.position]
-        n_tokens = sum(self.examples[i].n_labels for i in step_ids)
+        n_tokens = sum(self.examples[i].n_labels for i in step_ids)  # of the whole step, on every rank
         self.model.train()
         self.base_model.model.audio_tower.eval()  # frozen: no dropout, same output as the cache
         if cfg.adapt_encoder:  # the adapted top layers and projector train (their LoRA dropout on)
@@ -603,23 +616,26 @@ class Trainer:
                 layer.train()
             self.base_model.model.multi_modal_projector.train()
         total = 0.0
-        passes = self.fitter.passes(step_ids, lengths)
+        mine = self.ranks.shard(step_ids)  # all of them in a single process
+        passes = self.fitter.passes(mine, lengths) if mine else []
         for ids in passes:
             self._current_pass = ids
             self.fitter.before_pass()
             loss_sum, _ = self._loss_sum(self.collator([self.examples[i] for i in ids]))
             loss = loss_sum / n_tokens
-            if not torch.isfinite(loss):
-                self.optimizer.zero_grad(set_to_none=True)
-                raise NaNLoss(
-                    f"Training diverged at step {self.step + 1} (the loss became NaN or infinite). "
-                    "The last good checkpoint is kept; try a lower learning rate.",
-                    detail=f"loss={loss.item()}",
-                )
             loss.backward()
             total += loss.item()
             self.fitter.after_pass(len(ids) * max(lengths[i] for i in ids))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.ranks.sum_grads(params)  # every rank now holds the whole step's mean gradient
+        (total,) = self.ranks.sum(total)
+        if not math.isfinite(total):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NaNLoss(
+                f"Training diverged at step {self.step + 1} (the loss became NaN or infinite). "
+                "The last good checkpoint is kept; try a lower learning rate.",
+                detail=f"loss={total}",
+            )
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -632,7 +648,7 @@ class Trainer:
         if self.position >= len(plan):
             self.epoch, self.position = self.epoch + 1, 0
             self._epoch_ended = True  # train_slice measures the held-out loss, outside the OOM retry
-        takes_per_pass = max(len(ids) for ids in passes)
+        takes_per_pass = max((len(ids) for ids in passes), default=0)
         return {
             "loss": total,
             "lr": lr,
@@ -682,19 +698,22 @@ class Trainer:
         step_seconds, steps_run, cancelled, per_pass = 0.0, 0, False, 0
         misses_before = self.cache.misses if self.cache is not None else 0
         try:
-            while not self.done and (max_steps is None or steps_run < max_steps):
-                if cancel_requested(cancel):
-                    cancelled = True
-                    break
-                remaining = budget - (time.monotonic() - started) - self.save_s
-                if self.step_time_s is not None and remaining < STOP_MARGIN * self.step_time_s:
+            while True:
+                # rank 0 decides for every rank (data_parallel): they all make the same calls
+                move = self.ranks.decide(self._next_move(budget, started, cancel, steps_run, max_steps))
+                self.ended = move == END
+                if move != STEP:
+                    cancelled = (
+                        move == END and not self.done and (cancel_requested(cancel) or not self.ranks.is_main)
+                    )
                     break
                 t0 = time.monotonic()
-                try:
-                    metrics = self._train_step()
-                except torch.OutOfMemoryError as e:
-                    self._after_oom(e)  # raises unless the step can be retried in smaller passes
-                    continue
+                while True:  # a step that ran out of memory is retried on this rank alone
+                    try:
+                        metrics = self._train_step()
+                        break
+                    except torch.OutOfMemoryError as e:
+                        self._after_oom(e)  # raises unless the step can be retried in smaller passes
                 dt = time.monotonic() - t0
                 if self._epoch_ended:
                     self._epoch_ended = False
@@ -707,10 +726,11 @@ class Trainer:
                 if self.tracker is not None:
                     self.tracker.log({**metrics, "step_time_s": dt, **_gpu_memory()}, step=self.step)
             t0 = time.monotonic()
-            self.save_checkpoint()
+            if self.ranks.is_main:
+                self.save_checkpoint()
+                if self.done:
+                    self.save_adapter()
             self.save_s = time.monotonic() - t0
-            if self.done:
-                self.save_adapter()
         finally:
             if self.tracker is not None:
                 self.tracker.finish()
@@ -730,6 +750,20 @@ class Trainer:
             encoder_runs=(self.cache.misses - misses_before) if self.cache is not None else 0,
             peak_gpu_gb=_gpu_memory().get("gpu_mem_gb"),
         )
+
+    def _next_move(
+        self, budget: float, started: float, cancel: CancelFlag, steps_run: int, max_steps: int | None
+    ) -> int:
+        """STEP, PAUSE (the slice ends: budget or max_steps; more slices follow) or END (done or
+        cancelled). Only rank 0's answer counts in a data-parallel run."""
+        if self.done or cancel_requested(cancel):
+            return END
+        if max_steps is not None and steps_run >= max_steps:
+            return PAUSE
+        remaining = budget - (time.monotonic() - started) - self.save_s
+        if self.step_time_s is not None and remaining < STOP_MARGIN * self.step_time_s:
+            return PAUSE
+        return STEP
 
     # --- saving ----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:

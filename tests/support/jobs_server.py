@@ -38,6 +38,10 @@ JOB_FLAVORS = {  # name -> (pretty name, GPU memory GB, USD per hour)
     "l40sx1": ("1x Nvidia L40S", 48, 1.80),
     "a100-large": ("Nvidia A100 - large", 80, 2.50),
     "h200": ("Nvidia H200", 141, 5.00),
+    "a10g-largex2": ("2x Nvidia A10G - large", 24, 3.00),
+    "l4x4": ("4x Nvidia L4", 24, 3.80),
+    "a10g-largex4": ("4x Nvidia A10G - large", 24, 5.00),
+    "l40sx4": ("4x Nvidia L40S", 48, 8.30),
 }
 NO_CREDITS = (
     "You need a positive credit balance to run Jobs. Add credits to your account at "
@@ -125,7 +129,7 @@ class JobsMixin:
                     "accelerator": {
                         "type": "gpu",
                         "model": pretty,
-                        "quantity": "1",
+                        "quantity": pretty.split("x ", 1)[0] if pretty[0].isdigit() else "1",
                         "vram": f"{gb} GB",
                         "manufacturer": "Nvidia",
                     }
