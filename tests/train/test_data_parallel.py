@@ -39,7 +39,7 @@ def test_two_processes_train_to_the_same_weights_as_one(tmp_path, takes_dir, tin
 
     command = data_parallel.launcher(2)  # what jobs.job_command puts before the entry on 2 GPUs
     command[0] = sys.executable
-    command += ["-m", "tests.support.data_parallel_run", str(tmp_path / "two"), str(takes_dir)]
+    command += ["-m", "voxspace.devtools.data_parallel_run", str(tmp_path / "two"), str(takes_dir)]
     command += [str(tiny_voxtral_dir), json.dumps(CONFIG)]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -19,19 +19,22 @@ from voxspace.train import TrainConfig, Trainer
 def main(run_dir: str, takes_dir: str, model_dir: str, config: str) -> None:
     import torch
 
-    torch.set_num_threads(1)  # two processes on a small CI machine
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # several processes on a small CI machine
     ranks = data_parallel.join()
+    cfg = TrainConfig(**json.loads(config))
     try:
         if ranks.is_main:
             trainer = Trainer(
                 run_dir,
-                TrainConfig(**json.loads(config)),
+                cfg,
                 takes_dir,
-                ModelConfig(model_dir, precision="fp32"),
+                ModelConfig(model_dir, precision=cfg.precision),
                 ranks=data_parallel.current(),
             )
             summary = trainer.train_slice(budget_s=float("inf"))
-            assert summary.done, summary
+            if not summary.done:
+                raise SystemExit(f"rank 0 stopped before the end: {summary}")
         else:
             data_parallel.train_as_helper(run_dir, ranks)
     finally:
