@@ -330,7 +330,10 @@ class Run(LoggedWorker):
             self._say(
                 f"slice: {s.steps_run} steps, up to {s.takes_per_pass} takes per pass, "
                 f"{s.step_seconds:.1f} s in steps, {s.overhead_seconds:.1f} s overhead "
-                f"(setup and checkpoint), {s.outside_seconds:.1f} s getting the GPU and starting; "
+                f"(LoRA attach {s.attach_seconds:.1f} s, checkpoint load {s.load_seconds:.1f} s, "
+                f"checkpoint save {s.save_seconds:.1f} s, other setup "
+                f"{s.other_setup_seconds:.1f} s), "
+                f"{s.outside_seconds:.1f} s getting the GPU, starting the worker and moving the weights; "
                 f"audio encoder run for {s.encoder_runs} takes"
             )
 

@@ -217,6 +217,15 @@ class SliceSummary:
     call_seconds: float = 0.0  # the whole GPU call as its caller timed it (set by gpu.run_in_slices)
     encoder_runs: int = 0  # takes whose audio the encoder had to run in this slice (cache misses)
     peak_gpu_gb: float | None = None  # the most GPU memory allocated by this process so far
+    # parts of overhead_seconds: LoRA put on the base, the checkpoint read back, the checkpoint saved
+    attach_seconds: float = 0.0
+    load_seconds: float = 0.0
+    save_seconds: float = 0.0
+
+    @property
+    def other_setup_seconds(self) -> float:
+        """The rest of overhead_seconds: building the trainer, reading the features, the tracker."""
+        return max(0.0, self.overhead_seconds - self.attach_seconds - self.load_seconds - self.save_seconds)
 
     @property
     def outside_seconds(self) -> float:
@@ -382,9 +391,11 @@ class Trainer:
             self.ranks.main_ready()  # they build their Trainer from this run folder now
 
         model, self.processor = self._base if self._base is not None else load_base(self.model_cfg)
+        t0 = time.monotonic()
         self.base_model = detach_lora(model)  # a previous run in this process may have left LoRA on
         self._seed_everything(self.config.seed)
         self.model = attach_lora(self.base_model, self.config.lora())
+        attach_s = time.monotonic() - t0
         self.device = next(p for p in self.model.parameters() if p.requires_grad).device
         self.checkpointing = self.config.gradient_checkpointing or needs_checkpointing(self.device)
         if self.checkpointing:
@@ -434,10 +445,12 @@ class Trainer:
         self._epoch_ended = False
         self.step_time_s: float | None = None
         self.save_s = 0.0
+        t0 = time.monotonic()
         if checkpoint.has_checkpoint(self.run_dir):
             self._restore()
         self.ready = True
         self._pending_overhead = time.monotonic() - started
+        self._pending_parts = (attach_s, time.monotonic() - t0)  # (LoRA attach, checkpoint load)
         return self
 
     def _enable_checkpointing(self) -> None:
@@ -692,6 +705,7 @@ class Trainer:
         budget = float(self.config.slice_seconds if budget_s is None else budget_s)
         started = time.monotonic()
         overhead = self._pending_overhead
+        (attach_s, load_s), self._pending_parts = self._pending_parts, (0.0, 0.0)
         self._pending_overhead = 0.0
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict())
@@ -749,6 +763,9 @@ class Trainer:
             takes_per_pass=per_pass,
             encoder_runs=(self.cache.misses - misses_before) if self.cache is not None else 0,
             peak_gpu_gb=_gpu_memory().get("gpu_mem_gb"),
+            attach_seconds=attach_s,
+            load_seconds=load_s,
+            save_seconds=self.save_s,
         )
 
     def _next_move(

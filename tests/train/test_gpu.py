@@ -50,6 +50,14 @@ def test_slices_chain_until_done_and_the_hub_copy_resumes_after_a_restart(
     assert len(seen) >= 3 and all(0 < s.steps_run <= 2 for s in seen)
     assert [s.done for s in seen] == [False] * (len(seen) - 1) + [True]
     assert all(s.step_seconds > 0 and s.overhead_seconds >= 0 for s in seen)  # bench reads these
+    # the overhead's parts (the slice log shows them): each slice built a trainer of its own, put LoRA on
+    # the base, read the checkpoint back (after the first) and saved one
+    parts = [(s.attach_seconds, s.load_seconds, s.save_seconds) for s in seen]
+    assert all(
+        a > 0 and save > 0 and a + load + save <= s.overhead_seconds
+        for s, (a, load, save) in zip(seen, parts, strict=True)
+    )
+    assert all(load > 0 for _, load, _ in parts[1:])
     assert len(pushed) == len(seen) and hub.is_private(repo)
 
     remote = checkpoint.find_remote_checkpoint(repo, alice, hub.url)
