@@ -7,12 +7,15 @@ import base64
 import dataclasses
 import json
 import re
+import shutil
 
 import gradio as gr
 import pytest
 
-from tests.signals import speech, wav_bytes
-from voxspace.ui import unsent
+from tests.signals import silence, speech, wav_bytes
+from voxspace.layout import audio_fingerprint, fingerprint_of
+from voxspace.store import TakeStore
+from voxspace.ui import handsfree, record, unsent
 from voxspace.ui.session import start_session
 
 pytestmark = pytest.mark.usefixtures("close_stores")
@@ -68,3 +71,64 @@ def test_two_kept_takes_of_identical_audio_but_different_phrases_are_both_kept(h
     status, _ = unsent.resend(sess, json.dumps([first, second]))
     assert "2 takes" in status
     assert sorted(t.text for t in sess.store.takes()) == ["other", "sixteen seventeen"]
+
+
+def _hands_free_take(sess, words: str):
+    """What a hands-free Stop does: the streamed chunks are saved (ui.handsfree.finish)."""
+    samples, sr = speech(words)
+    sess.chunk_sr = sr
+    sess.chunks = [samples[i:i + sr // 2] for i in range(0, len(samples), sr // 2)] + [silence(1.0, sr)]
+    return handsfree.finish(sess, record.save_take)
+
+
+def test_a_hands_free_take_is_handed_back_to_the_page_and_survives_a_wiped_disk(hub, hub_settings,
+                                                                                hub_tokens):
+    """Ephemeral disk: the page gets the saved take's WAV to keep; a reload before the push does not
+    store it twice (its take id); after a restart that wiped the disk it is stored again, once."""
+    settings = dataclasses.replace(hub_settings, space_id="tests/voxspace", storage="ephemeral")
+    sess = _visitor(settings, hub_tokens)
+    record.refresh(sess, "en")
+    phrase = sess.current
+    hub.refuse_writes()
+    try:
+        status, *_, kept = _hands_free_take(sess, "one two three four five")
+        assert "saved (" in status and sess.last_saved is None  # the WAV is not held any longer
+        item = json.loads(kept)
+        assert (item["text"], item["lang"], item["phraseId"]) == (phrase.text, phrase.language,
+                                                                  phrase.phrase_id)
+        stored = sess.store.takes()
+        assert [t.take_id for t in stored] == [item["takeId"]]
+        assert audio_fingerprint(base64.b64decode(item["audio"])) == fingerprint_of(item["takeId"])
+        assert item["key"] not in _settled(unsent.receipts_html(sess))  # only on the Space's disk
+        assert "hf_" not in kept and hub_tokens["alice"] not in kept
+        # A reload: recognised by its take id, even were the re-sent audio to prepare differently.
+        other = {**item, "audio": base64.b64encode(wav_bytes(*speech("one two three four"))).decode()}
+        assert unsent.resend(sess, json.dumps([item, other]))[0] == gr.skip()
+        assert len(sess.store.takes()) == 1
+
+        TakeStore.close_all()  # the Space restarts on a fresh disk
+        shutil.rmtree(settings.data_dir)
+        sess = _visitor(settings, hub_tokens)
+        assert sess.store.takes() == []
+        status, receipts = unsent.resend(sess, json.dumps([item]))
+        assert "1 take your browser kept" in status and item["key"] not in _settled(receipts)
+    finally:
+        hub.allow_writes()
+    assert sess.store.flush(30)
+    assert _settled(unsent.receipts_html(sess)) == {item["key"]}
+    assert [t.text for t in sess.store.takes()] == [phrase.text]
+
+
+def test_a_hands_free_take_is_not_handed_back_where_the_disk_lasts_or_nothing_was_saved(hub_settings,
+                                                                                       hub_tokens):
+    sess = _visitor(hub_settings, hub_tokens)  # local: a lasting disk
+    record.refresh(sess, "en")
+    status, *_, kept = _hands_free_take(sess, "six seven eight nine")
+    assert "saved (" in status and kept == ""
+    settings = dataclasses.replace(hub_settings, space_id="tests/voxspace", storage="ephemeral")
+    sess = _visitor(settings, hub_tokens)
+    record.refresh(sess, "en")
+    sess.chunk_sr, sess.chunks = 16000, [silence(2.0, 16000)]  # nothing heard: rejected, not saved
+    status, _, _, player, kept = handsfree.finish(sess, record.save_take)
+    assert "speech" in status and player is not None and kept == ""
+    assert handsfree.finish(None, record.save_take)[-1] == ""

@@ -399,6 +399,11 @@ class TakeStore:
                 pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid(),
                 notice=self._notice, survives_restart=self.storage.survives_restart)
 
+    def has_take(self, take_id: str) -> bool:
+        """Whether this store holds `take_id`, on the Hub or waiting for it."""
+        with self._lock:
+            return take_id in self._known or take_id in self._spooled
+
     def safe_take_ids(self, take_ids: set[str]) -> set[str]:
         """Those of `take_ids` that no restart can lose: on the Hub (or, local-only, in the folder), or
         waiting on a disk that survives restarts (voxspace.storage)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -13,6 +16,29 @@ pytestmark = pytest.mark.browser
 # Its own user: another app process writing alice's repo would leave the shared app's view stale.
 USER = "spaceowner"
 REPO = f"{USER}/voxspace-recordings"
+
+
+def _restart_wiped_and_reload(app, hub, ctx, page) -> None:
+    """kill -9, the Space's own disk gone with the restart, then the same browser (the same
+    IndexedDB) signing in to the restarted Space afresh: the page sends what it kept."""
+    app.kill()
+    shutil.rmtree(app.data_dir)
+    hub.allow_writes()
+    app.start()
+    ctx.clear_cookies()
+    ctx.add_cookies([{"name": "hub_user", "value": USER, "url": hub.url}])
+    page.goto(app.url)
+    expect(page.locator("#phrase .vx-phrase-text")).to_be_visible()
+    page.get_by_role("button", name="Sign in with Hugging Face").click()
+    expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}", timeout=60_000)
+    expect(page.locator("#take-status")).to_contain_text("saved again", timeout=60_000)
+
+
+def _wait_until_nothing_kept(page, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while page.evaluate("voxspace.keptCount()") and time.monotonic() < deadline:
+        time.sleep(0.5)  # the 2 s progress tick carries the receipts
+    assert page.evaluate("voxspace.keptCount()") == 0
 
 
 @pytest.mark.parametrize("where", ["space", "local"])
@@ -64,9 +90,6 @@ def test_a_space_without_storage_loses_nothing_the_browser_sends_kept_takes_agai
 ):
     """No mounted bucket: the app is killed AND its disk wiped while takes wait for the Hub; the
     same browser, reloaded, sends them again (IndexedDB), and forgets them once the Hub has them."""
-    import shutil
-    import time
-
     env = {**space_env(hub, tmp_path), "VOXSPACE_STORAGE": "ephemeral"}
     # The fake microphone replays its file identically in every new browser context, so the takes
     # of the tests above are the same audio as ours: start from an empty repo, or the re-send
@@ -87,29 +110,47 @@ def test_a_space_without_storage_loses_nothing_the_browser_sends_kept_takes_agai
             expect(page.locator("#phrase .vx-phrase-text")).not_to_have_text(read[-1])
         expect(page.locator("#progress")).to_contain_text("your browser keeps a copy")
         assert page.evaluate("voxspace.keptCount()") == 2
-        app.kill()
-        shutil.rmtree(app.data_dir)  # the Space's own disk is gone with the restart
-        hub.allow_writes()
-        app.start()
-        # The same browser (the same IndexedDB), signing in to the restarted Space afresh.
-        ctx.clear_cookies()
-        ctx.add_cookies([{"name": "hub_user", "value": USER, "url": hub.url}])
-        page.goto(app.url)
-        expect(page.locator("#phrase .vx-phrase-text")).to_be_visible()
-        page.get_by_role("button", name="Sign in with Hugging Face").click()
-        expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}", timeout=60_000)
-        expect(page.locator("#take-status")).to_contain_text("saved again", timeout=60_000)
+        _restart_wiped_and_reload(app, hub, ctx, page)
         takes = pages.wait_for_takes(hub, REPO, len(before) + 2)
         new = [t.take.text for t in takes if t.take.take_id not in before]
         assert sorted(new) == sorted(read), app.log()
-        deadline = time.monotonic() + 30
-        while page.evaluate("voxspace.keptCount()") and time.monotonic() < deadline:
-            time.sleep(0.5)  # the 2 s progress tick carries the receipts
-        assert page.evaluate("voxspace.keptCount()") == 0
+        _wait_until_nothing_kept(page)
         page.goto(app.url)  # nothing kept any more: nothing is sent again, nothing stored twice
         expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}")
         page.wait_for_timeout(3000)
         assert len(pages.takes_in_repo(hub, REPO)) == len(before) + 2
+        ctx.close()
+    finally:
+        hub.allow_writes()
+        app.stop()
+
+
+def test_hands_free_takes_on_a_space_without_storage_are_kept_by_the_browser_too(
+    launch_browser, speech_then_silence_wav, hub, tmp_path
+):
+    """Hands-free takes are cut from streamed chunks on the server, so the page has no file of its
+    own: the server hands each saved take back to it (ui.unsent.hand_back). Killed and wiped while
+    they wait for a commit, the app gets them again from the reloaded page, each once."""
+    env = {**space_env(hub, tmp_path), "VOXSPACE_STORAGE": "ephemeral"}
+    hub.delete_repo(REPO, "dataset")  # the takes of the tests above are the same audio
+    browser = launch_browser(f"{speech_then_silence_wav}%noloop")  # each take: speech, then silence
+    app = AppServer(env, tmp_path).start()
+    try:
+        ctx, page = pages.new_visitor(browser, app.url, hub.url, USER)
+        pages.sign_in(page, USER)
+        hub.refuse_writes()
+        status, read = page.locator("#take-status"), [pages.phrase(page)]
+        page.keyboard.press("h")
+        expect(status).to_contain_text("Take 1 saved", timeout=40_000)
+        read.append(pages.phrase(page))
+        expect(status).to_contain_text("Take 2 saved", timeout=40_000)
+        page.keyboard.press("h")  # off before a third take starts
+        page.wait_for_function("async () => (await voxspace.keptCount()) === 2", timeout=10_000)
+        _restart_wiped_and_reload(app, hub, ctx, page)
+        takes = pages.wait_for_takes(hub, REPO, 2)
+        assert sorted(t.take.text for t in takes) == sorted(read), app.log()
+        _wait_until_nothing_kept(page)
+        assert len(pages.takes_in_repo(hub, REPO)) == 2  # each once
         ctx.close()
     finally:
         hub.allow_writes()

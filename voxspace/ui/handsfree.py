@@ -5,6 +5,8 @@ second; the chunks pile up in the visitor's Session and voxspace.vad decides whe
 over. The server cannot press Stop, so it writes a token into a hidden textbox whose change event
 runs voxspace.js, which presses the recorder's Stop. Stopping fires `stop_recording`, which saves
 the take through the same path as the Save button; then the page counts down to the next phrase.
+Where a restart would lose the saved take before it reaches the Hub, the page keeps a copy of it
+(ui.unsent.hand_back).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from voxspace import vad
+from voxspace.ui import unsent
 from voxspace.ui.progress import status_html
 from voxspace.ui.session import Session
 
@@ -68,6 +71,18 @@ def captured_wav(sess: Session) -> bytes | None:
     return buf.getvalue()
 
 
+def finish(sess: Session | None, save_take: Callable[[Session, Any], tuple[str, str, str, bool]]) -> tuple:
+    """The recorder stopped: save the captured take. Returns (status, phrase, progress, player, kept):
+    a rejected take goes into the main player so the person can listen to it; `kept` is the saved
+    take for the browser to keep (ui.unsent.hand_back), always set so an old one is never kept twice."""
+    if sess is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+    wav = captured_wav(sess)
+    sess.chunks = []
+    st, ph, pr, saved = save_take(sess, wav)
+    return st, ph, pr, (gr.skip() if saved or wav is None else wav), unsent.hand_back(sess)
+
+
 def build(session: gr.State, *, toggle: gr.Checkbox, outputs_after_save: tuple,
           save_take: Callable[[Session, Any], tuple[str, str, str, bool]]) -> None:
     status, phrase, progress, take_audio = outputs_after_save
@@ -97,16 +112,9 @@ def build(session: gr.State, *, toggle: gr.Checkbox, outputs_after_save: tuple,
                show_progress="hidden", concurrency_limit=None)
     flag.change(None, [flag], None, js="(v) => { window.voxspace && voxspace.vadSignal(v); }")
 
-    def on_stop(sess: Session | None):
-        if sess is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        wav = captured_wav(sess)
-        sess.chunks = []
-        st, ph, pr, saved = save_take(sess, wav)
-        # A rejected take goes into the main player so the person can listen to it.
-        return st, ph, pr, (gr.skip() if saved or wav is None else wav)
-
-    mic.stop_recording(on_stop, [session], [status, phrase, progress, take_audio],
-                       show_progress="hidden").then(
-        None, [countdown], None, js="(n) => { window.voxspace && voxspace.handsFreeNext(n); }")
+    kept = gr.Textbox("", visible=False)  # the saved take for the browser's IndexedDB (ui.unsent)
+    mic.stop_recording(lambda sess: finish(sess, save_take), [session],
+                       [status, phrase, progress, take_audio, kept], show_progress="hidden").then(
+        None, [countdown, kept], None,
+        js="(n, k) => { if (window.voxspace) { voxspace.keepHandedBack(k); voxspace.handsFreeNext(n); } }")
 

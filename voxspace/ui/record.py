@@ -96,7 +96,7 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
     A take that fails a check is never dropped: the caller keeps it in the player so the person
     can listen to it and record again.
     """
-    sess.last_take_id = None
+    sess.last_take_id, sess.last_saved = None, None
     if not sess.can_record:
         return status_html("info", "Sign in with Hugging Face first."), _phrase(sess), _progress(sess), False
     if source is None:
@@ -111,15 +111,16 @@ def save_take(sess: Session, source: Any) -> tuple[str, str, str, bool]:
         kept = "Your take is still in the player above: listen to it, or press X to record again."
         return status_html("rejected", f"{e.user_message} {kept}"), _phrase(sess), _progress(sess), False
     phrase = sess.current
+    wav = clean.wav_bytes()
     try:
-        take = sess.store.save(clean.wav_bytes(), clean.duration, text=phrase.text,
+        take = sess.store.save(wav, clean.duration, text=phrase.text,
                                language=phrase.language, phrase_id=phrase.phrase_id, source="mic")
     except VoxSpaceError as e:
         log.exception("saving a take failed")
         if isinstance(e, DuplicateTake):
             sess.last_take_id = e.take_id
         return status_html("rejected", e.user_message), _phrase(sess), _progress(sess), False
-    sess.last_take_id = take.take_id
+    sess.last_take_id, sess.last_saved = take.take_id, (take, wav)
     sess.spoken_s_since_rest += clean.duration
     sess.skipped.discard(phrase.phrase_id)
     stats = sess.store.stats()

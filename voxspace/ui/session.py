@@ -17,6 +17,7 @@ import numpy as np
 from voxspace import phrases
 from voxspace.auth import ANONYMOUS, Identity, local_token, resolve_identity
 from voxspace.errors import AuthError, VoxSpaceError
+from voxspace.layout import Take
 from voxspace.settings import Settings
 from voxspace.sign_in_retry import WAITING, SignInRetry
 from voxspace.store import TakeStore
@@ -43,6 +44,7 @@ class Session:
     page_id: str = field(default_factory=lambda: secrets.token_hex(8))  # this page, for PhraseClaims
     claims: phrases.PhraseClaims = field(default=phrases.CLAIMS, repr=False)
     last_take_id: str | None = None  # the take the last Save stored (or found already stored)
+    last_saved: tuple[Take, bytes] | None = None  # that take and its WAV, until ui.unsent.hand_back
     browser_takes: dict[str, str] = field(default_factory=dict)  # browser key -> take id (ui.unsent)
     settled_keys: list[str] = field(default_factory=list)  # keys the browser may forget
     train_shown: object = None  # what the Train tab's last tick sent (ui.train.poll); None: send all

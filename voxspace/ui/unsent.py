@@ -7,6 +7,10 @@ disk that survives restarts. A page that still holds takes when it loads sends t
 the server already has is recognised by its audio fingerprint and text (store.DuplicateTake) and
 settled, so a re-send does not store a take twice.
 
+A hands-free take is cut from streamed chunks on the server, so the browser holds no file of it:
+where a restart would lose it, `hand_back` gives the page the stored WAV under a key of the
+server's, and the page keeps it like any other (voxspace.keepHandedBack).
+
 The receipts travel in a hidden HTML element (#vx-receipts, `data-settled="key key ..."`) that the
 Save handler and the 2 s progress tick refresh; voxspace.js deletes the keys it lists.
 """
@@ -17,6 +21,7 @@ import base64
 import binascii
 import json
 import logging
+import secrets
 from html import escape
 from typing import Any
 
@@ -46,6 +51,21 @@ def _settle(sess: Session, key: str) -> None:
     sess.settled_keys = [*[k for k in sess.settled_keys if k != key], key][-KEEP_SETTLED:]
 
 
+def hand_back(sess: Session | None) -> str:
+    """The take the last save stored, as JSON for the page to keep ("" when it need not keep it:
+    nothing was stored, or the disk survives restarts). The Session lets go of the WAV here."""
+    if sess is None:
+        return ""
+    saved, sess.last_saved = sess.last_saved, None
+    if saved is None or sess.store is None or sess.store.storage.survives_restart:
+        return ""
+    take, wav = saved
+    key = secrets.token_hex(16)
+    remember(sess, key, take.take_id)
+    return json.dumps({"key": key, "takeId": take.take_id, "text": take.text, "lang": take.language,
+                       "phraseId": take.phrase_id, "audio": base64.b64encode(wav).decode()})
+
+
 def receipts_html(sess: Session | None) -> str:
     """The keys the browser may forget now (takes safe on the Hub or on a lasting disk)."""
     if sess is not None and sess.store is not None:
@@ -72,6 +92,10 @@ def resend(sess: Session | None, payload: str | None) -> tuple[Any, str]:
         key = str(item.get("key") or "") if isinstance(item, dict) else ""
         if not key:
             continue
+        take_id = str(item.get("takeId") or "")
+        if take_id and sess.store.has_take(take_id):  # handed back by this server, still held here
+            remember(sess, key, take_id)
+            continue
         try:
             wav = base64.b64decode(item.get("audio") or "", validate=True)
             clean = audio.prepare_take(wav, sess.settings.limits)
@@ -94,4 +118,4 @@ def resend(sess: Session | None, payload: str | None) -> tuple[Any, str]:
     return status_html("saved", message), receipts_html(sess)
 
 
-__all__ = ["MAX_RESEND", "receipts_html", "remember", "resend"]
+__all__ = ["MAX_RESEND", "hand_back", "receipts_html", "remember", "resend"]

@@ -240,19 +240,40 @@
     reader.readAsDataURL(blob);
   });
 
+  let receipts = ""; // the last settled keys the server sent (#vx-receipts)
+  const forget = (keys) => keptTx("readwrite", (store) => { keys.forEach((k) => k && store.delete(k)); })
+    .catch((e) => console.warn("VoxSpace could not update the kept takes", e));
+
+  async function keep(take) { // one place that stores a take: {key, blob, text, lang, phraseId[, takeId]}
+    await keptTx("readwrite", (store) => store.put({ ...take, at: Date.now() }));
+    if (receipts.split(" ").includes(take.key)) await forget([take.key]); // settled meanwhile
+  }
+
   async function keepTake(args) { // Save's inputs [session, audio, key]: fill the key, keep the audio
     const audio = args[1];
     if (!audio || !audio.url || !window.indexedDB) return args;
     try {
       const blob = await (await fetch(audio.url)).blob();
       const p = document.querySelector("#phrase .vx-phrase-text");
-      const take = { key: newKey(), blob, at: Date.now(), text: p ? p.textContent : "",
+      const take = { key: newKey(), blob, text: p ? p.textContent : "",
                      lang: (p && p.getAttribute("lang")) || "", phraseId: (p && p.dataset.phraseId) || "" };
-      await keptTx("readwrite", (store) => store.put(take));
+      await keep(take);
       return [args[0], args[1], take.key];
     } catch (e) {
       console.warn("VoxSpace could not keep this take in the browser", e);
       return args;
+    }
+  }
+
+  async function keepHandedBack(json) { // a hands-free take the server saved (ui/unsent.hand_back)
+    if (!json || !window.indexedDB) return;
+    try {
+      const t = JSON.parse(json);
+      const bytes = Uint8Array.from(atob(t.audio), (c) => c.charCodeAt(0));
+      await keep({ key: t.key, takeId: t.takeId, blob: new Blob([bytes], { type: "audio/wav" }),
+                   text: t.text, lang: t.lang, phraseId: t.phraseId });
+    } catch (e) {
+      console.warn("VoxSpace could not keep this take in the browser", e);
     }
   }
 
@@ -261,7 +282,8 @@
       const all = (await keptTx("readonly", (store) => store.getAll())) || [];
       const out = [];
       for (const t of all.sort((a, b) => a.at - b.at).slice(0, 20)) {
-        out.push({ key: t.key, text: t.text, lang: t.lang, phraseId: t.phraseId, audio: await asBase64(t.blob) });
+        out.push({ key: t.key, takeId: t.takeId || "", text: t.text, lang: t.lang, phraseId: t.phraseId,
+                   audio: await asBase64(t.blob) });
       }
       return JSON.stringify(out);
     } catch (e) {
@@ -269,19 +291,18 @@
     }
   }
 
-  let receipts = "";
   setInterval(() => { // forget the takes the server says are safe
     const el = document.querySelector("#vx-receipts .vx-receipts");
     const settled = el ? el.dataset.settled || "" : "";
     if (!settled || settled === receipts || !window.indexedDB) return;
     receipts = settled;
-    keptTx("readwrite", (store) => { settled.split(" ").forEach((k) => k && store.delete(k)); })
-      .catch((e) => console.warn("VoxSpace could not update the kept takes", e));
+    forget(settled.split(" "));
   }, 500);
 
   window.voxspace = {
     announce,
     keepTake,
+    keepHandedBack,
     keptTakes,
     async keptCount() { return ((await keptTx("readonly", (store) => store.getAll())) || []).length; },
     setPhraseSize(px) { document.documentElement.style.setProperty("--vx-phrase-size", `${Number(px) || 40}px`); },
