@@ -18,6 +18,7 @@ spec travels through the person's private checkpoint repo (`jobs/<run>/run.json`
 command. The visitor's token is passed only as the Job secret HF_TOKEN: never in the command, the
 env, a label or a file. The Job mirrors its checkpoint to `checkpoint/` (as a run here does) and
 leaves its adapter and summary in `jobs/<run>/`, which `progress` brings back into the run folder.
+On a multi-GPU flavor the command starts job_entry once per GPU (`job_command`; voxspace.data_parallel).
 """
 
 from __future__ import annotations

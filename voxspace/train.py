@@ -15,6 +15,8 @@ RNG state and the data position (epoch, index into a seeded step plan).
 Each optimizer step learns from `batch_size x grad_accum` takes; on a GPU, how many of them share a
 forward pass is fitted to the free memory (voxspace.batching), and a step that runs out of memory is
 retried in smaller passes, with gradient checkpointing switched on if even one take does not fit.
+On several GPUs (`ranks`, voxspace.data_parallel) each step's takes are split between processes
+and their gradients summed, so the weights are those one GPU would learn.
 """
 
 from __future__ import annotations
