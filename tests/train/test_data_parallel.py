@@ -1,24 +1,21 @@
-"""Data-parallel training on several GPUs (issue 14 item 5), checked on the CPU: two processes
-started the way a multi-GPU Job starts them (accelerate launch, gloo here instead of NCCL) learn
-the same adapter as one process on the same steps."""
+"""Data-parallel training on several GPUs (issue 14 item 5), checked on the CPU: a Job on a
+two-GPU flavor, run by the local Hub as a real process (tests/support/jobs_server.py), starts
+voxspace.job_entry twice through accelerate launch (gloo here instead of NCCL), and the two
+processes learn the same adapter as one process on the same steps. The seams: CPU processes
+stand in for the GPUs, this checkout for the Space's image."""
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from voxspace import checkpoint, data_parallel, jobs
+from tests.train.test_jobs import _launch, alice, settings  # noqa: F401 - the Jobs tests' fixtures
+from voxspace import jobs
 from voxspace.errors import BadInput
+from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parents[2]
 # 4 training takes (takes_dir) in steps of 2: one epoch is 2 steps, and each rank's share of a step
 # is 1 take. No dropout: its masks are random per process, the one thing that may differ.
 CONFIG = dict(precision="fp32", batch_size=2, epochs=1, dropout=0.0)
@@ -26,38 +23,45 @@ CONFIG = dict(precision="fp32", batch_size=2, epochs=1, dropout=0.0)
 TOLERANCE = dict(rtol=1e-4, atol=1e-6)
 
 
-def _adapter(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(checkpoint.checkpoint_dir(run_dir) / "adapter_model.safetensors"))
-
-
-def test_two_processes_train_to_the_same_weights_as_one(tmp_path, takes_dir, tiny_voxtral_dir, base):
+@pytest.mark.slow
+def test_two_processes_train_to_the_same_weights_as_one(
+    settings,  # noqa: F811
+    alice,  # noqa: F811
+    recordings,
+    hub,
+    takes_dir,
+    base,
+    tmp_path,
+):
     from peft import get_peft_model_state_dict
 
     one = Trainer(tmp_path / "one", TrainConfig(**CONFIG), takes_dir, base=base).setup()
     initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(one.model).items()}
     assert one.train_slice(budget_s=1e9).done and one.step == 2
+    # the same takes (`recordings` holds takes_dir) as a Job on two GPUs: here two CPU processes
+    run_dir = tmp_path / "runs" / "two-gpus"
+    config = {k: v for k, v in CONFIG.items() if k != "precision"}
+    job = _launch(settings, alice, run_dir, recordings, "a10g-largex2", evaluate=False, **config)
+    command = hub.job(job.record.job_id)["command"]
+    assert command[command.index("--num_processes") + 1] == "2"
+    lines: list[str] = []
+    final = jobs.follow(job, on_line=lines.append, poll_s=0.5)
+    assert final.phase == "done", (final.message, hub.job_log(job.record.job_id)[-3000:])
 
-    command = data_parallel.launcher(2)  # what jobs.job_command puts before the entry on 2 GPUs
-    command[0] = sys.executable
-    command += ["-m", "voxspace.devtools.data_parallel_run", str(tmp_path / "two"), str(takes_dir)]
-    command += [str(tiny_voxtral_dir), json.dumps(CONFIG)]
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    print(f"two processes: {time.monotonic() - started:.1f} s")
-
-    ones, twos = _adapter(tmp_path / "one"), _adapter(tmp_path / "two")
+    ones = load_file(str(tmp_path / "one" / "adapter" / "adapter_model.safetensors"))
+    twos = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
     assert ones.keys() == twos.keys() == initial.keys()
     for k, v in ones.items():
         torch.testing.assert_close(twos[k], v, **TOLERANCE)
     assert any(not torch.equal(ones[k], initial[k]) for k in ones)  # the runs did train
-    # the global loss each rank logged, and the held-out loss of the two shares added up
-    a, b = checkpoint.read_state(tmp_path / "one"), checkpoint.read_state(tmp_path / "two")
-    assert b["step"] == b["total_steps"] == 2
-    torch.testing.assert_close(torch.tensor(b["loss_history"]), torch.tensor(a["loss_history"]), **TOLERANCE)
+    # the loss of every step (each rank's share added up) and the held-out loss, as one process had them
+    record = RunRecord.load(run_dir)
+    torch.testing.assert_close(torch.tensor(record.loss_history), torch.tensor(one.loss_history), **TOLERANCE)
     torch.testing.assert_close(
-        torch.tensor(b["heldout_history"]), torch.tensor(a["heldout_history"]), **TOLERANCE
+        torch.tensor(record.heldout_loss_history), torch.tensor(one.heldout_history), **TOLERANCE
     )
+    # only rank 0 speaks: each step is said once
+    assert [line.split()[1] for line in lines if line.startswith("step ")] == ["1/2", "2/2"]
 
 
 def test_a_multi_gpu_job_starts_one_training_process_per_gpu():
