@@ -185,6 +185,7 @@ def train_as_helper(run_dir: str | Path, ranks: Ranks) -> None:
 
     ranks.main_ready()
     trainer = Trainer(run_dir, ranks=ranks)
+    trainer.model_cfg.device = ranks.device  # this rank's own GPU, by index (8-bit's device_map too)
     trainer.setup()
     while not trainer.ended:
         trainer.train_slice(budget_s=float("inf"))
