@@ -257,7 +257,7 @@ def test_corrupt_zip_in_the_cli_and_the_upload_handler_is_a_sentence(
         profile=profile,
         token=gr.OAuthToken(token=hub_tokens["alice"], scope="openid", expires_at=0),
     )
-    status, table = upload_files(sess, [str(z)], None, "en")
+    status, table, _ = upload_files(sess, [str(z)], None, "en")
     assert "0 of 1 added" in status
     assert table[0][0] == "takes.zip" and table[0][1].startswith("rejected: takes.zip is damaged")
     assert sess.store.takes() == []

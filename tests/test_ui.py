@@ -200,8 +200,8 @@ def test_upload_reports_each_file(space_settings, hub_tokens, speech, tmp_path):
     (tmp_path / "good.wav").write_bytes(_wav(*speech))
     (tmp_path / "bad.wav").write_bytes(b"this is not audio")
     (tmp_path / "t.csv").write_text("file_name,text\ngood.wav,hello there\nbad.wav,never mind\n")
-    status, table = upload_files(sess, [str(tmp_path / "good.wav"), str(tmp_path / "bad.wav")],
-                                 str(tmp_path / "t.csv"), "en")
+    status, table, _ = upload_files(sess, [str(tmp_path / "good.wav"), str(tmp_path / "bad.wav")],
+                                    str(tmp_path / "t.csv"), "en")
     assert "1 of 2 added" in status
     by_name = {row[0]: row for row in table}
     assert by_name["good.wav"][1] == "accepted" and by_name["bad.wav"][1].startswith("rejected: ")

@@ -15,7 +15,7 @@ import pytest
 from tests.signals import silence, speech, wav_bytes
 from voxspace.layout import audio_fingerprint, fingerprint_of
 from voxspace.store import TakeStore
-from voxspace.ui import handsfree, record, unsent
+from voxspace.ui import bulk, handsfree, record, unsent
 from voxspace.ui.session import start_session
 
 pytestmark = pytest.mark.usefixtures("close_stores")
@@ -132,3 +132,27 @@ def test_a_hands_free_take_is_not_handed_back_where_the_disk_lasts_or_nothing_wa
     status, _, _, player, kept = handsfree.finish(sess, record.save_take)
     assert "speech" in status and player is not None and kept == ""
     assert handsfree.finish(None, record.save_take)[-1] == ""
+
+
+def test_uploaded_takes_lost_with_a_wiped_disk_are_named_so_they_can_be_uploaded_again(hub, hub_settings,
+                                                                                       hub_tokens, tmp_path):
+    settings = dataclasses.replace(hub_settings, space_id="tests/voxspace", storage="ephemeral")
+    sess = _visitor(settings, hub_tokens)
+    (tmp_path / "mine.wav").write_bytes(wav_bytes(*speech("twenty one twenty two")))
+    (tmp_path / "t.csv").write_text("file_name,text\nmine.wav,twenty one twenty two\n")
+    hub.refuse_writes()
+    try:
+        status, _, kept = bulk.upload_files(sess, [str(tmp_path / "mine.wav")], str(tmp_path / "t.csv"), "en")
+        [item] = json.loads(kept)
+        assert "1 of 1 added" in status and item["name"] == "mine.wav" and "audio" not in item
+        assert unsent.resend(sess, kept)[0] == gr.skip()  # a reload: the server still holds it
+        TakeStore.close_all()  # the Space restarts on a fresh disk
+        shutil.rmtree(settings.data_dir)
+        sess = _visitor(settings, hub_tokens)
+        status, receipts = unsent.resend(sess, kept)
+    finally:
+        hub.allow_writes()
+    assert "1 uploaded file had not reached the Hub" in status
+    assert "not stored: mine.wav. Please upload it again." in status
+    assert item["key"] in _settled(receipts)  # said once: the page forgets it
+    assert sess.store.takes() == []

@@ -52,6 +52,7 @@ class IngestRow:
     reason: str  # the user message when rejected, "" when accepted
     duration: float  # seconds stored (0.0 when rejected)
     text: str
+    take_id: str = ""  # the take it became ("" when rejected)
 
 
 def as_table(rows: list[IngestRow]) -> tuple[list[str], list[list[Any]]]:
@@ -316,11 +317,11 @@ def _check_and_save(source: Any, name: str, text: str, language: str, origin: st
         clean = prepare_take(source, limits)
         if clean.duration > room_s:
             raise _CapReached
-        save(clean.wav_bytes(), clean.duration, text=text, language=language, phrase_id="",
-             source=origin)
+        take = save(clean.wav_bytes(), clean.duration, text=text, language=language, phrase_id="",
+                    source=origin)
     except VoxSpaceError as e:  # BadAudio, or the store refusing: the row says why, others go on
         return IngestRow(name, False, e.user_message, 0.0, text)
-    return IngestRow(name, True, "", clean.duration, text)
+    return IngestRow(name, True, "", clean.duration, text, getattr(take, "take_id", ""))
 
 
 def _ingest_zip(path: Path, listed: _Listed, language: str, save: Save,

@@ -6,7 +6,8 @@ can be mounted into a Space as a volume (April 2026). So the data folder is one 
 - "bucket": in a Space, on a mounted volume (the data folder's nearest mount point is not the root
   file system). Pending takes survive a restart there.
 - "ephemeral": in a Space, on its own disk. A restart wipes it, so every take not yet on the Hub
-  is also kept in the visitor's browser (IndexedDB, voxspace.js) and sent again on their next visit.
+  is also kept in the visitor's browser (IndexedDB, voxspace.js; hands-free takes are handed back
+  to the page, uploads kept by name: ui/unsent.py) and sent again on their next visit.
 - "local": this computer's disk, run outside a Space.
 
 `VOXSPACE_STORAGE=bucket|ephemeral` (Settings.storage) overrides the guess, e.g. for a mount the

@@ -399,6 +399,11 @@ class TakeStore:
                 pushed_by_pid=None if self.local_only or self.is_pusher else self._pusher.holder_pid(),
                 notice=self._notice, survives_restart=self.storage.survives_restart)
 
+    @property
+    def resumed(self) -> bool:
+        """Whether this store has read its repo (so it knows every take already on the Hub)."""
+        return self._resumed
+
     def has_take(self, take_id: str) -> bool:
         """Whether this store holds `take_id`, on the Hub or waiting for it."""
         with self._lock:

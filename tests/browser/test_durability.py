@@ -130,7 +130,10 @@ def test_hands_free_takes_on_a_space_without_storage_are_kept_by_the_browser_too
 ):
     """Hands-free takes are cut from streamed chunks on the server, so the page has no file of its
     own: the server hands each saved take back to it (ui.unsent.hand_back). Killed and wiped while
-    they wait for a commit, the app gets them again from the reloaded page, each once."""
+    they wait for a commit, the app gets them again from the reloaded page, each once. An uploaded
+    file is kept by name only: the reloaded page says it must be uploaded again."""
+    from tests.signals import speech, wav_bytes
+
     env = {**space_env(hub, tmp_path), "VOXSPACE_STORAGE": "ephemeral"}
     hub.delete_repo(REPO, "dataset")  # the takes of the tests above are the same audio
     browser = launch_browser(f"{speech_then_silence_wav}%noloop")  # each take: speech, then silence
@@ -139,18 +142,27 @@ def test_hands_free_takes_on_a_space_without_storage_are_kept_by_the_browser_too
         ctx, page = pages.new_visitor(browser, app.url, hub.url, USER)
         pages.sign_in(page, USER)
         hub.refuse_writes()
+        (tmp_path / "mine.wav").write_bytes(wav_bytes(*speech("twenty one twenty two")))
+        (tmp_path / "t.csv").write_text("file_name,text\nmine.wav,twenty one twenty two\n")
+        page.get_by_role("button", name="Upload recordings you already have").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(tmp_path / "mine.wav"))
+        page.locator("#upload-transcripts input[type=file]").set_input_files(str(tmp_path / "t.csv"))
+        expect(page.locator("#upload-transcripts")).to_contain_text("t.csv")
+        page.locator("#upload-btn").click()
+        expect(page.locator("#upload-status")).to_contain_text("1 of 1 added")
         status, read = page.locator("#take-status"), [pages.phrase(page)]
         page.keyboard.press("h")
-        expect(status).to_contain_text("Take 1 saved", timeout=40_000)
+        expect(status).to_contain_text("Take 2 saved", timeout=40_000)  # the upload was take 1
         read.append(pages.phrase(page))
-        expect(status).to_contain_text("Take 2 saved", timeout=40_000)
+        expect(status).to_contain_text("Take 3 saved", timeout=40_000)
         page.keyboard.press("h")  # off before a third take starts
-        page.wait_for_function("async () => (await voxspace.keptCount()) === 2", timeout=10_000)
+        page.wait_for_function("async () => (await voxspace.keptCount()) === 3", timeout=10_000)
         _restart_wiped_and_reload(app, hub, ctx, page)
+        expect(status).to_contain_text("not stored: mine.wav. Please upload it again.")
         takes = pages.wait_for_takes(hub, REPO, 2)
         assert sorted(t.take.text for t in takes) == sorted(read), app.log()
         _wait_until_nothing_kept(page)
-        assert len(pages.takes_in_repo(hub, REPO)) == 2  # each once
+        assert len(pages.takes_in_repo(hub, REPO)) == 2  # each once; the upload is not there
         ctx.close()
     finally:
         hub.allow_writes()

@@ -15,6 +15,7 @@ import gradio as gr
 from voxspace import ingest, phrases
 from voxspace.errors import VoxSpaceError
 from voxspace.settings import language_choices
+from voxspace.ui import unsent
 from voxspace.ui.progress import status_html
 from voxspace.ui.session import Session
 
@@ -49,17 +50,19 @@ def set_custom_phrases(sess: Session, text: str, file: str | None) -> str:
 
 
 def upload_files(sess: Session, files: list[str] | None, transcripts: str | None, language: str):
+    """Check and add the files. Returns (status, table, kept): `kept` names the new takes for the
+    page to remember where a restart would lose them (ui.unsent.hand_back_uploads)."""
     if not sess.can_record:
-        return status_html("info", "Sign in with Hugging Face first."), []
+        return status_html("info", "Sign in with Hugging Face first."), [], ""
     if not files:
-        return status_html("info", "Choose some audio files (or one zip) first."), []
+        return status_html("info", "Choose some audio files (or one zip) first."), [], ""
     try:
         rows = ingest.ingest_upload([Path(f) for f in files], transcripts=Path(transcripts) if transcripts
                                     else None, language=language or "", save=sess.store.save,
                                     limits=sess.settings.limits)
     except VoxSpaceError as e:
-        return status_html("error", e.user_message), []
-    return _result(rows)
+        return status_html("error", e.user_message), [], ""
+    return *_result(rows), unsent.hand_back_uploads(sess, rows)
 
 
 def import_dataset(sess: Session, repo_id: str, audio_col: str, text_col: str, lang_col: str, language: str,
@@ -121,7 +124,9 @@ def build(session: gr.State, *, on_phrases_changed: tuple) -> None:
         up_status = gr.HTML(elem_id="upload-status")
         up_table = gr.Dataframe(headers=RESULT_HEADERS, interactive=False, label="What was added",
                                 elem_id="upload-results", wrap=True)
-    up_btn.click(upload_files, [session, files, transcripts, up_lang], [up_status, up_table])
+    up_kept = gr.Textbox("", visible=False)  # the new takes' names for the browser (ui.unsent)
+    up_btn.click(upload_files, [session, files, transcripts, up_lang], [up_status, up_table, up_kept]).then(
+        None, [up_kept], None, js="(k) => { window.voxspace && voxspace.keepHandedBack(k); }")
 
     with gr.Accordion("Import a Hub dataset", open=False, elem_id="import-section"):
         gr.Markdown("Copy takes from an audio dataset on the Hub into your repo (streamed; nothing else "

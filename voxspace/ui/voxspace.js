@@ -265,23 +265,28 @@
     }
   }
 
-  async function keepHandedBack(json) { // a hands-free take the server saved (ui/unsent.hand_back)
+  // Takes the server saved and hands back (ui/unsent.py): a hands-free take with its audio, or
+  // uploaded files by name only (the person still has the files).
+  async function keepHandedBack(json) {
     if (!json || !window.indexedDB) return;
     try {
-      const t = JSON.parse(json);
-      const bytes = Uint8Array.from(atob(t.audio), (c) => c.charCodeAt(0));
-      await keep({ key: t.key, takeId: t.takeId, blob: new Blob([bytes], { type: "audio/wav" }),
-                   text: t.text, lang: t.lang, phraseId: t.phraseId });
+      for (const t of [].concat(JSON.parse(json))) {
+        const take = { ...t };
+        delete take.audio;
+        if (t.audio) take.blob = new Blob([Uint8Array.from(atob(t.audio), (c) => c.charCodeAt(0))],
+                                          { type: "audio/wav" });
+        await keep(take);
+      }
     } catch (e) {
       console.warn("VoxSpace could not keep this take in the browser", e);
     }
   }
 
-  async function keptTakes() { // the oldest 20 kept takes, as the JSON ui/unsent.resend reads
+  async function keptTakes() { // the oldest 20 kept takes (and every name), as ui/unsent.resend reads
     try {
-      const all = (await keptTx("readonly", (store) => store.getAll())) || [];
-      const out = [];
-      for (const t of all.sort((a, b) => a.at - b.at).slice(0, 20)) {
+      const all = ((await keptTx("readonly", (store) => store.getAll())) || []).sort((a, b) => a.at - b.at);
+      const out = all.filter((t) => !t.blob).map(({ key, takeId, name }) => ({ key, takeId, name }));
+      for (const t of all.filter((t) => t.blob).slice(0, 20)) {
         out.push({ key: t.key, takeId: t.takeId || "", text: t.text, lang: t.lang, phraseId: t.phraseId,
                    audio: await asBase64(t.blob) });
       }
