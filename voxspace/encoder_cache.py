@@ -14,6 +14,11 @@ the adapted layers, the final norm and the projector run on it in every step, wi
 level applies is read off the model itself (`adapted_from`), so a cache can never serve output that
 an adapter would have changed; the two levels have different keys, and a take's projector-output
 entry keeps its old key (and spill file name).
+
+A run keeps the outputs on disk in one folder per precision (`run_cache_dir`): training and both
+evaluations read what any of them computed in the same precision (the served bf16 base's "before"
+pass computes each held-out take once, and the "after" pass and later GPU calls read it), and never
+what was computed in another (an 8-bit or fp32 training cache never feeds the bf16 evaluation).
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def run_cache_dir(run_dir: str | Path, precision: str) -> Path:
+    """Where a run keeps the encoder outputs computed in `precision` (model.precision_of)."""
+    from voxspace.run_record import ENCODER_CACHE_DIR
+
+    return Path(run_dir) / ENCODER_CACHE_DIR / precision
 
 
 def voxtral_of(model: Any) -> Any:

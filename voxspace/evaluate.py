@@ -248,21 +248,28 @@ def evaluate_adapter(
     max_new_tokens: int | None = None,
     encoder_cache: bool = True,
     examples: list[Example] | None = None,
+    cache_in: str | Path | None = None,
 ) -> EvalReport:
     """Before/after report for a saved adapter on a loaded base (the adapter is removed afterwards).
 
     `before` (the base model's report from before training) spares a second pass of the base model.
     With `encoder_cache` the audio encoder runs once per take for both passes, not twice.
     `examples`: the takes already encoded (Trainer.test_examples), so no GPU call extracts features.
+    `cache_in`: a run folder: the encoder outputs are also kept on disk there, in the folder of this
+    base's precision, so a later call (the "after" pass, the next GPU call) reads them instead of
+    running the encoder again. An adapter with LoRA in the encoder reads only what lies below its
+    adapted layers (the cache's keys carry that level), never the base's projector output.
     """
-    from voxspace.encoder_cache import EncoderCache
+    from voxspace.encoder_cache import EncoderCache, run_cache_dir
+    from voxspace.model import precision_of
 
     model, processor = base
+    spill = run_cache_dir(cache_in, precision_of(model)) if cache_in is not None else None
     kw: dict[str, Any] = dict(
         before=before,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        cache=EncoderCache() if encoder_cache else None,
+        cache=EncoderCache(spill_dir=spill, write_through=True) if encoder_cache else None,
         examples=examples,
     )
     if adapter_dir is None:
@@ -286,8 +293,16 @@ def evaluate_run_dir(
     from voxspace.train import Trainer
 
     record = RunRecord.load(Path(run_dir))
-    test = Trainer(run_dir).prepare().test_takes  # the takes fetched for training (run.json)
-    report = evaluate_adapter(base, test, Path(run_dir) / ADAPTER_DIR, max_new_tokens=max_new_tokens)
+    trainer = Trainer(run_dir).prepare()  # the takes fetched for training (run.json)
+    trainer.encode_examples(base[1], splits=("test",))  # cheap when the run stored them
+    report = evaluate_adapter(
+        base,
+        trainer.test_takes,
+        Path(run_dir) / ADAPTER_DIR,
+        max_new_tokens=max_new_tokens,
+        examples=trainer.test_examples(),
+        cache_in=run_dir,
+    )
     record.eval = report
     record.save(Path(run_dir))
     return report

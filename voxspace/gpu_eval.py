@@ -9,6 +9,11 @@ measured (a planning figure before the first), and its transcripts are written t
 run_dir/eval_parts/ at once: a quota that runs out halfway, or a restart, loses nothing, and the
 next attempt transcribes only the takes still missing. WER and CER are computed over all takes at
 the end, on the CPU, exactly as a one-call evaluation computes them.
+
+No GPU call extracts features or runs the audio encoder twice for a take: the held-out takes' mel
+features are the ones the run stored on the CPU (voxspace.features; encoded here, on the CPU, if
+they are missing), and each take's encoder output is kept in the run's encoder cache for the served
+precision (voxspace.encoder_cache.run_cache_dir), so the "after" pass and every later call read it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxspace import gpu
+from voxspace.errors import TrainError
 from voxspace.run_record import ADAPTER_DIR, EvalReport
 
 EVAL_PARTS = "eval_parts"
@@ -70,14 +76,21 @@ def transcribe_on_gpu(
     trainer = Trainer(run_dir)
     wanted = set(take_ids)
     test_takes = trainer.prepare().test_takes
-    stored = trainer.test_examples()  # features computed on the CPU before the run (encode_examples)
+    stored = trainer.test_examples()  # features computed on the CPU before the call (evaluate_in_slices)
+    if stored is None:  # never extracted here, on the GPU clock
+        raise TrainError(
+            "The held-out takes were not prepared for the evaluation: start the evaluation again.",
+            detail=f"{run_dir}: no current stored held-out features",
+        )
     keep = [i for i, t in enumerate(test_takes) if t.take.take_id in wanted]
     takes = [test_takes[i] for i in keep]
-    examples = [stored[i] for i in keep] if stored is not None else None
+    examples = [stored[i] for i in keep]
     base = gpu.preload_base(served_config(trainer.model_cfg))  # the base as the demo serves it
     started = time.monotonic()
     if base_texts is None:
-        report = evaluate_adapter(base, takes, None, max_new_tokens=max_new_tokens, examples=examples)
+        report = evaluate_adapter(
+            base, takes, None, max_new_tokens=max_new_tokens, examples=examples, cache_in=run_dir
+        )
         texts = {r.take_id: r.base for r in report.per_take}
     else:  # the base model's transcripts are known: only the adapter runs
         known = [base_texts[t.take.take_id] for t in takes]
@@ -89,6 +102,7 @@ def transcribe_on_gpu(
             before=before,
             max_new_tokens=max_new_tokens,
             examples=examples,
+            cache_in=run_dir,
         )
         texts = {r.take_id: r.finetuned or "" for r in report.per_take}
     return Transcripts(texts, time.monotonic() - started)
@@ -111,6 +125,7 @@ def evaluate_in_slices(
     run_dir = Path(run_dir)
     trainer = Trainer(run_dir)
     takes = trainer.prepare().test_takes
+    trainer.encode_examples(splits=("test",))  # on the CPU, before any call; cheap when stored
     served = served_config(trainer.model_cfg).precision
     # a stored base report made with another copy of the base is measured again (like with like)
     reuse = before is not None and before.base_precision == served

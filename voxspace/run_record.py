@@ -18,6 +18,7 @@ from pathlib import Path
 SUMMARY = "summary.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINT_DIR = "checkpoint"
+ENCODER_CACHE_DIR = "encoder_cache"  # one folder per precision inside (voxspace.encoder_cache)
 
 
 @dataclass

@@ -438,7 +438,7 @@ def start_run(
             raise BadInput(f"{run_dir} already holds a training run: resume it, or pick a new name.")
         if config is None or data is None:
             raise BadInput("A new run needs takes to train on and its settings.")
-        shutil.rmtree(run_dir / "encoder_cache", ignore_errors=True)
+        shutil.rmtree(run_dir / run_record.ENCODER_CACHE_DIR, ignore_errors=True)
         shutil.rmtree(run_dir / gpu_eval.EVAL_PARTS, ignore_errors=True)
     model_cfg = None
     if config is not None:

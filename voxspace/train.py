@@ -37,7 +37,7 @@ from voxspace.batching import CudaMemory, MemoryFit, MemoryMeter, PassFitter, pl
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
 from voxspace.data_parallel import END, PAUSE, SINGLE, STEP, Ranks
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
-from voxspace.layout import read_folder
+from voxspace.layout import LocalTake, read_folder
 from voxspace.model import (
     LORA_TARGETS,
     MAX_ENCODER_LAYERS,
@@ -48,6 +48,7 @@ from voxspace.model import (
     detach_lora,
     load_base,
     load_processor,
+    precision_of,
 )
 from voxspace.pinning import TakePins, dataset_revision, sample_held_out
 from voxspace.run_record import ADAPTER_DIR, RunRecord
@@ -93,7 +94,7 @@ class TrainConfig:
     label_logits_only: bool = True  # (c) lm_head only where a label follows
     gradient_checkpointing: bool = False  # (d) less activation memory, ~30% more compute
     auto_batch: bool = True  # (e) on a GPU, takes per pass fitted to free memory; takes per step kept
-    cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache
+    cache_max_mb: int = 512  # encoder cache in memory; the rest spills to run_dir/encoder_cache/<precision>
     lora_targets: str = "language_model"  # "attention_everywhere" only to measure the old recipe
     # Acoustic adaptation (issue 15): LoRA also on the top N audio-encoder layers and the projector,
     # for speech unlike what Voxtral was trained on. The frozen layers below are cached per take.
@@ -408,12 +409,15 @@ class Trainer:
         )
         self.heldout: list[Example] = self._encoded_examples("test") if self.test_takes else []
 
-        from voxspace.encoder_cache import EncoderCache
+        from voxspace.encoder_cache import EncoderCache, run_cache_dir
 
         self.cache = (
             EncoderCache(
                 max_bytes=self.config.cache_max_mb * 2**20,
-                spill_dir=self.run_dir / "encoder_cache" / (f"rank-{r}" if (r := self.ranks.rank) else ""),
+                # shared with the evaluations of the same precision (held-out takes computed once);
+                # ranks other than 0 (data_parallel) keep their own
+                spill_dir=run_cache_dir(self.run_dir, precision_of(self.base_model))
+                / (f"rank-{r}" if (r := self.ranks.rank) else ""),
                 write_through=self._cache_on_disk,
             )
             if self.config.encoder_cache
@@ -461,12 +465,17 @@ class Trainer:
         self.checkpointing = True
 
     def encode_examples(
-        self, processor: Any = None, on_progress: Callable[[int, int], None] | None = None
+        self,
+        processor: Any = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        *,
+        splits: tuple[str, ...] = ("train", "test"),
     ) -> int:
         """Tokens and mel features of the training and held-out takes, computed now on the CPU and
         kept in run_dir as float16 (voxspace.features): call it before the first GPU slice so no slice
         pays for feature extraction. Cheap when already done. `processor`: the base's (loaded here
-        only if encoding is needed and none is given). Returns how many training takes there are."""
+        only if encoding is needed and none is given); `splits`: ("test",) for an evaluation alone.
+        Returns how many training takes there are."""
         if not self.prepared:
             self.prepare()
         if self._given_examples is not None:
@@ -478,9 +487,12 @@ class Trainer:
                 loaded[0] = load_processor(self.model_cfg)
             return TranscriptionCollator(loaded[0])
 
-        features.encode(self.run_dir, "train", self.train_takes, collator, on_progress)
-        features.encode(self.run_dir, "test", self.test_takes, collator, on_progress)
+        for split in splits:
+            features.encode(self.run_dir, split, self._takes_of(split), collator, on_progress)
         return len(self.train_takes)
+
+    def _takes_of(self, split: str) -> list[LocalTake]:
+        return self.train_takes if split == "train" else self.test_takes
 
     def test_examples(self) -> list[Example] | None:
         """The held-out takes as encode_examples stored them (same order as test_takes), or None."""
@@ -491,7 +503,7 @@ class Trainer:
     def _encoded_examples(self, split: str = "train") -> list[Example]:
         """The examples encode_examples stored for `split` ("train", or "test": the held-out takes),
         encoding them now if it was never called."""
-        takes = self.train_takes if split == "train" else self.test_takes
+        takes = self._takes_of(split)
         ids = [t.take.take_id for t in takes]
         stored = features.load(self.run_dir, split, ids)
         if stored is None:

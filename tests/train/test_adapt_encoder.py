@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from voxspace import checkpoint
-from voxspace.encoder_cache import EncoderCache, adapted_from, audio_embeds
+from voxspace.encoder_cache import EncoderCache, adapted_from, audio_embeds, run_cache_dir, voxtral_of
 from voxspace.errors import BadHyperparameter
 from voxspace.model import LoraSettings, attach_lora, describe_adaptation
 from voxspace.train import TrainConfig, Trainer
@@ -196,3 +196,41 @@ def test_gradient_checkpointing_with_the_encoder_option_learns_the_same_weights(
     assert any("audio_tower.layers.1" in k for k in runs[True])
     for k, v in runs[False].items():
         torch.testing.assert_close(runs[True][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_an_encoder_adapter_never_reads_the_base_models_cached_encoder_output(tmp_path, takes_dir, base):
+    """With the run's encoder cache on disk (evaluate_adapter(cache_in=run)), the base model's "before"
+    pass leaves each take's projector output there; the "after" pass of an adapter with LoRA in the
+    encoder must not take it (its adapted layers and projector change that output). It reads only
+    the frozen layer below, under its own key: the projector runs (seam: a forward hook on it), and
+    the transcripts equal those of the uncached path."""
+    from voxspace.evaluate import evaluate_adapter
+
+    run_dir = tmp_path / "run"
+    trainer = Trainer(run_dir, TrainConfig(**ADAPT), takes_dir, base=base).setup()
+    with torch.no_grad():  # non-zero B: the encoder adapter really changes the audio embeddings
+        for n, p in trainer.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    trainer.model.save_pretrained(tmp_path / "adapter")
+    takes, kw = trainer.test_takes, dict(max_new_tokens=3, examples=trainer.test_examples())
+    loaded = (trainer.close(), base[1])
+    ids = {t.take.take_id for t in takes}
+
+    before = evaluate_adapter(loaded, takes, None, cache_in=run_dir, **kw)
+
+    def stored() -> set[str]:
+        return {p.stem for p in run_cache_dir(run_dir, "fp32").glob("*.pt")}
+
+    assert stored() == ids  # the base's projector output of each held-out take
+    projected = []
+    hook = voxtral_of(loaded[0]).model.multi_modal_projector.register_forward_hook(
+        lambda *_: projected.append(1)
+    )
+    try:
+        after = evaluate_adapter(loaded, takes, tmp_path / "adapter", before=before, cache_in=run_dir, **kw)
+    finally:
+        hook.remove()
+    assert projected  # the adapted projector ran on the cached frozen layer
+    assert stored() == ids | {f"{i}.below1" for i in ids}
+    assert after == evaluate_adapter(loaded, takes, tmp_path / "adapter", encoder_cache=False, **kw)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from voxspace import gpu, gpu_eval
+from voxspace import features, gpu, gpu_eval
+from voxspace.data import TranscriptionCollator
+from voxspace.encoder_cache import run_cache_dir, voxtral_of
 from voxspace.errors import QuotaExceeded
 from voxspace.evaluate import evaluate_adapter
 from voxspace.model import ModelConfig, served_config
@@ -30,26 +32,57 @@ def trained_run(tmp_path, takes_dir, tiny_voxtral_dir):
 def test_a_tight_call_budget_splits_evaluation_and_the_result_is_the_one_call_result(
     trained_run, monkeypatch
 ):
+    """Also: no GPU call extracts mel features (seam: TranscriptionCollator.prompt, where the
+    processor reads the audio), and the audio encoder runs once per held-out take across both
+    evaluations and all four calls (a forward pre-hook on the served base's audio_tower counts the
+    30 s chunks it is given), even though the fp32 training run cached those takes in its own
+    precision: the bf16 evaluation never reads another precision's outputs."""
     run_dir, cfg = trained_run
-    calls = []
-    real = gpu_eval.transcribe_on_gpu
+    calls, in_call, extracted, encoded = [], [False], [], []
+    real, prompt = gpu_eval.transcribe_on_gpu, TranscriptionCollator.prompt
 
     def counted(run_dir, take_ids, base_texts, max_new_tokens, duration_s):
         calls.append((list(take_ids), duration_s))
-        return real(run_dir, take_ids, base_texts, max_new_tokens, duration_s)
+        in_call[0] = True
+        try:
+            return real(run_dir, take_ids, base_texts, max_new_tokens, duration_s)
+        finally:
+            in_call[0] = False
+
+    def extracting(self, take):
+        extracted.append((take.take.take_id, in_call[0]))
+        return prompt(self, take)
 
     monkeypatch.setattr(gpu_eval, "transcribe_on_gpu", counted)
-    cap = gpu_eval.CALL_OVERHEAD_S + 1  # room for one take per call
-    before = gpu_eval.evaluate_in_slices(run_dir, None, cap_s=cap, max_new_tokens=TOKENS)
-    after = gpu_eval.evaluate_in_slices(run_dir, before, cap_s=cap, max_new_tokens=TOKENS)
-
+    monkeypatch.setattr(TranscriptionCollator, "prompt", extracting)
     takes = Trainer(run_dir).prepare().test_takes
+    assert features.is_current(run_dir, "test", [t.take.take_id for t in takes])
+    (run_dir / "heldout_examples.json").unlink()  # store gone: the CPU makes it again, before any call
+    served = gpu.preload_base(served_config(cfg))  # evaluation runs on the base as the demo serves it
+    tower = voxtral_of(served[0]).model.audio_tower
+    hook = tower.register_forward_pre_hook(lambda m, args: encoded.append(args[0].shape[0]))
+    cap = gpu_eval.CALL_OVERHEAD_S + 1  # room for one take per call
+    try:
+        before = gpu_eval.evaluate_in_slices(run_dir, None, cap_s=cap, max_new_tokens=TOKENS)
+        after = gpu_eval.evaluate_in_slices(run_dir, before, cap_s=cap, max_new_tokens=TOKENS)
+    finally:
+        hook.remove()
+
     assert len(takes) == 2 and [len(ids) for ids, _ in calls] == [1, 1, 1, 1]  # 2 takes, 2 passes
     assert all(duration <= cap for _, duration in calls)
-    served = gpu.preload_base(served_config(cfg))  # evaluation runs on the base as the demo serves it
-    one_call = evaluate_adapter(served, takes, run_dir / ADAPTER_DIR, max_new_tokens=TOKENS)
-    assert after == one_call  # every transcript, WER and CER exactly as one call makes them
-    assert before.per_take == [type(r)(r.take_id, r.reference, r.base) for r in one_call.per_take]
+    assert sorted(extracted) == sorted((t.take.take_id, False) for t in takes)  # once each, off the GPU
+    assert sum(encoded) == 2  # one chunk per take, encoded once for before and after together
+    assert sorted(p.stem for p in run_cache_dir(run_dir, "bf16").glob("*.pt")) == sorted(
+        t.take.take_id for t in takes
+    )
+    trained_in = {p.stem for p in run_cache_dir(run_dir, "fp32").glob("*.pt")}  # training's held-out loss
+    assert trained_in >= {t.take.take_id for t in takes}
+    monkeypatch.setattr(TranscriptionCollator, "prompt", prompt)
+    uncached = evaluate_adapter(
+        served, takes, run_dir / ADAPTER_DIR, max_new_tokens=TOKENS, encoder_cache=False
+    )
+    assert after == uncached  # every transcript, WER and CER exactly as one uncached call makes them
+    assert before.per_take == [type(r)(r.take_id, r.reference, r.base) for r in uncached.per_take]
 
 
 def test_a_refusal_halfway_keeps_the_transcripts_made_so_far(trained_run, monkeypatch):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from tests.train.conftest import make_take
 from voxspace import checkpoint
+from voxspace.encoder_cache import run_cache_dir
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig, Trainer
@@ -84,7 +85,7 @@ def test_encoder_cache_spills_to_disk_beyond_its_memory_bound(tmp_path, takes_di
     with torch.no_grad():
         first, _ = trainer._loss_sum(batch)
         second, _ = trainer._loss_sum(batch)
-    assert len(list((tmp_path / "run" / "encoder_cache").glob("*.pt"))) == 2
+    assert len(list(run_cache_dir(tmp_path / "run", "fp32").glob("*.pt"))) == 2
     assert trainer.cache._bytes == 0 and trainer.cache.hits == 2
     assert torch.equal(first, second)
 
