@@ -11,7 +11,7 @@ import pytest
 from voxspace import features, gpu, gpu_eval
 from voxspace.data import TranscriptionCollator
 from voxspace.encoder_cache import run_cache_dir, voxtral_of
-from voxspace.errors import QuotaExceeded
+from voxspace.errors import QuotaExceeded, TrainError
 from voxspace.evaluate import evaluate_adapter
 from voxspace.model import ModelConfig, served_config
 from voxspace.run_record import ADAPTER_DIR
@@ -111,3 +111,15 @@ def test_calls_are_planned_from_the_measured_time_per_take():
     assert n == 65 and duration <= 120  # measured faster: every take in one call
     assert gpu_eval.plan_call(120, 65, 20.0) == (3, 110)
     assert gpu_eval.plan_call(10, 5, 2.0) == (1, 10)  # a cap under the overhead still plans one take
+
+
+def test_a_gpu_call_never_extracts_features_itself(tmp_path, takes_dir, tiny_voxtral_dir):
+    """evaluate_in_slices stores the held-out features before its first call; a call that finds none
+    (the store deleted in between) says so in a sentence instead of extracting them on the GPU clock."""
+    cfg = ModelConfig(str(tiny_voxtral_dir), precision="fp32")
+    run_dir = tmp_path / "run"
+    trainer = Trainer(run_dir, TrainConfig(precision="fp32"), takes_dir, cfg).prepare()
+    ids = [t.take.take_id for t in trainer.test_takes]
+    with pytest.raises(TrainError) as e:
+        gpu_eval.transcribe_on_gpu(str(run_dir), ids, None, TOKENS, 10)
+    assert "start the evaluation again" in e.value.user_message
