@@ -15,7 +15,7 @@ import pytest
 from tests.signals import silence, speech, wav_bytes
 from voxspace.layout import audio_fingerprint, fingerprint_of
 from voxspace.store import TakeStore
-from voxspace.ui import bulk, handsfree, record, unsent
+from voxspace.ui import bulk, handsfree, record, spontaneous, unsent
 from voxspace.ui.session import start_session
 
 pytestmark = pytest.mark.usefixtures("close_stores")
@@ -156,3 +156,24 @@ def test_uploaded_takes_lost_with_a_wiped_disk_are_named_so_they_can_be_uploaded
     assert "not stored: mine.wav. Please upload it again." in status
     assert item["key"] in _settled(receipts)  # said once: the page forgets it
     assert sess.store.takes() == []
+
+
+def test_a_spoken_answer_is_handed_back_and_stored_again_as_an_answer(hub, hub_settings, hub_tokens):
+    settings = dataclasses.replace(hub_settings, space_id="tests/voxspace", storage="ephemeral")
+    sess = _visitor(settings, hub_tokens)
+    typed = "Well, I mostly went for a walk."
+    hub.refuse_writes()
+    try:
+        status, *_ = spontaneous.save_answer(sess, "question-en-01", wav_bytes(*speech(typed)), typed)
+        item = json.loads(unsent.hand_back(sess))
+        assert "Answer saved" in status and (item["text"], item["source"]) == (typed, "spontaneous")
+        TakeStore.close_all()  # the Space restarts on a fresh disk
+        shutil.rmtree(settings.data_dir)
+        sess = _visitor(settings, hub_tokens)
+        assert "1 take your browser kept" in unsent.resend(sess, json.dumps([item]))[0]
+        forged = {**_kept("k9", "nine ten eleven twelve"), "source": "import"}  # not for a page to say
+        unsent.resend(sess, json.dumps([forged]))
+    finally:
+        hub.allow_writes()
+    assert {(t.text, t.phrase_id, t.source) for t in sess.store.takes()} == {
+        ("nine ten eleven twelve", "en-1", "mic"), (typed, "question-en-01", "spontaneous")}

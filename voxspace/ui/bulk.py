@@ -126,7 +126,7 @@ def build(session: gr.State, *, on_phrases_changed: tuple) -> None:
                                 elem_id="upload-results", wrap=True)
     up_kept = gr.Textbox("", visible=False)  # the new takes' names for the browser (ui.unsent)
     up_btn.click(upload_files, [session, files, transcripts, up_lang], [up_status, up_table, up_kept]).then(
-        None, [up_kept], None, js="(k) => { window.voxspace && voxspace.keepHandedBack(k); }")
+        None, [up_kept], None, js=unsent.KEEP_JS)
 
     with gr.Accordion("Import a Hub dataset", open=False, elem_id="import-section"):
         gr.Markdown("Copy takes from an audio dataset on the Hub into your repo (streamed; nothing else "

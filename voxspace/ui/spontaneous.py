@@ -11,6 +11,7 @@ import gradio as gr
 
 from voxspace import audio, spontaneous
 from voxspace.errors import BadAudio, VoxSpaceError
+from voxspace.ui import unsent
 from voxspace.ui.progress import status_html
 from voxspace.ui.session import Session
 
@@ -40,6 +41,8 @@ def save_answer(
     shown and the form cleared; after a refusal everything is kept so nothing typed is lost.
     """
     keep = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    if sess is not None:
+        sess.last_saved = None
     if sess is None or not sess.can_record:
         return status_html("info", "Sign in with Hugging Face first."), *keep
     if source is None:
@@ -47,8 +50,9 @@ def save_answer(
     try:
         text = spontaneous.clean_transcript(transcript)
         clean = audio.prepare_take(source, sess.settings.limits)
+        wav = clean.wav_bytes()
         take = sess.store.save(
-            clean.wav_bytes(),
+            wav,
             clean.duration,
             text=text,
             language=sess.language,
@@ -60,6 +64,7 @@ def save_answer(
     except VoxSpaceError as e:
         log.info("answer not saved: %s", e)
         return status_html("rejected", e.user_message), *keep
+    sess.last_saved = (take, wav)  # for the browser to keep (ui.unsent.hand_back)
     question, qid = ask(sess, after=question_id)
     message = f"Answer saved ({take.duration:.1f} s) with your transcript. Here is another question."
     return status_html("saved", message), question, qid, None, ""
@@ -90,11 +95,12 @@ def build(session: gr.State) -> None:
         )
         save = gr.Button("Save answer", variant="primary", elem_id="spontaneous-save")
         status = gr.HTML(elem_id="spontaneous-status")
+        kept = gr.Textbox("", visible=False)  # the saved answer for the browser to keep (ui.unsent)
     another.click(ask, [session, question_id], [question, question_id], show_progress="hidden")
     save.click(
-        save_answer,
+        lambda *a: (*save_answer(*a), unsent.hand_back(a[0])),
         [session, question_id, answer, transcript],
-        [status, question, question_id, answer, transcript],
+        [status, question, question_id, answer, transcript, kept],
         show_progress="hidden",
-    )
+    ).then(None, [kept], None, js=unsent.KEEP_JS)
     box.expand(ask, [session], [question, question_id], show_progress="hidden")

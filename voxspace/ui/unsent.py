@@ -26,7 +26,7 @@ import secrets
 from html import escape
 from typing import Any
 
-from voxspace import audio
+from voxspace import audio, spontaneous
 from voxspace.errors import DuplicateTake, VoxSpaceError
 from voxspace.ingest import IngestRow
 from voxspace.ui.progress import status_html
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_RESEND = 20  # takes re-sent per page load (the rest on the next one): bounded request size
 KEEP_SETTLED = 200  # settled keys repeated in every receipt, so a missed refresh loses nothing
+KEEP_JS = "(k) => { window.voxspace && voxspace.keepHandedBack(k); }"  # after a handler that hands back
+RESEND_SOURCES = ("mic", spontaneous.SOURCE)  # what a kept take may say it was; anything else is "mic"
 
 
 def remember(sess: Session, key: str, take_id: str | None) -> None:
@@ -74,7 +76,8 @@ def hand_back(sess: Session | None) -> str:
         return ""
     take, wav = saved
     return json.dumps(_kept_item(sess, take.take_id, text=take.text, lang=take.language,
-                                 phraseId=take.phrase_id, audio=base64.b64encode(wav).decode()))
+                                 phraseId=take.phrase_id, source=take.source,
+                                 audio=base64.b64encode(wav).decode()))
 
 
 def hand_back_uploads(sess: Session | None, rows: list[IngestRow]) -> str:
@@ -126,9 +129,11 @@ def resend(sess: Session | None, payload: str | None) -> tuple[Any, str]:
         try:
             wav = base64.b64decode(item.get("audio") or "", validate=True)
             clean = audio.prepare_take(wav, sess.settings.limits)
+            source = item.get("source") if item.get("source") in RESEND_SOURCES else "mic"
             take = sess.store.save(clean.wav_bytes(), clean.duration, text=str(item.get("text") or ""),
                                    language=str(item.get("lang") or ""),
-                                   phrase_id=str(item.get("phraseId") or ""), source="mic",
+                                   phrase_id=str(item.get("phraseId") or ""),
+                                   source=source,
                                    duplicates="resend")
             remember(sess, key, take.take_id)
             stored += 1
@@ -152,4 +157,4 @@ def resend(sess: Session | None, payload: str | None) -> tuple[Any, str]:
     return status_html("error" if lost else "saved", " ".join(sentences)), receipts_html(sess)
 
 
-__all__ = ["MAX_RESEND", "hand_back", "hand_back_uploads", "receipts_html", "remember", "resend"]
+__all__ = ["KEEP_JS", "MAX_RESEND", "hand_back", "hand_back_uploads", "receipts_html", "remember", "resend"]

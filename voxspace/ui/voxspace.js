@@ -265,8 +265,8 @@
     }
   }
 
-  // Takes the server saved and hands back (ui/unsent.py): a hands-free take with its audio, or
-  // uploaded files by name only (the person still has the files).
+  // Takes the server saved and hands back (ui/unsent.py): a hands-free take or a spoken answer with
+  // its audio, or uploaded files by name only (the person still has the files).
   async function keepHandedBack(json) {
     if (!json || !window.indexedDB) return;
     try {
@@ -288,7 +288,7 @@
       const out = all.filter((t) => !t.blob).map(({ key, takeId, name }) => ({ key, takeId, name }));
       for (const t of all.filter((t) => t.blob).slice(0, 20)) {
         out.push({ key: t.key, takeId: t.takeId || "", text: t.text, lang: t.lang, phraseId: t.phraseId,
-                   audio: await asBase64(t.blob) });
+                   source: t.source || "mic", audio: await asBase64(t.blob) });
       }
       return JSON.stringify(out);
     } catch (e) {
