@@ -148,7 +148,14 @@ def test_uploaded_takes_lost_with_a_wiped_disk_are_named_so_they_can_be_uploaded
         assert unsent.resend(sess, kept)[0] == gr.skip()  # a reload: the server still holds it
         TakeStore.close_all()  # the Space restarts on a fresh disk
         shutil.rmtree(settings.data_dir)
-        sess = _visitor(settings, hub_tokens)
+        hub.fail_next("repo_info", 1000)  # ... and cannot read the Hub at first: nothing is judged lost
+        try:
+            sess = _visitor(settings, hub_tokens)
+            status, receipts = unsent.resend(sess, kept)
+            assert status == gr.skip() and item["key"] not in _settled(receipts)  # asked again next load
+        finally:
+            hub.clear_failures()
+        sess = _visitor(settings, hub_tokens)  # the next page load: the Hub answers again
         status, receipts = unsent.resend(sess, kept)
     finally:
         hub.allow_writes()

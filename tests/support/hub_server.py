@@ -385,6 +385,12 @@ class HubServer(JobsMixin):
         with self._lock:
             self._fail_routes.setdefault(route, []).extend([(status, headers)] * n)
 
+    def clear_failures(self) -> None:
+        """Forget the failures fail_next and fail_next_commits queued that no request has taken."""
+        with self._lock:
+            self._fail_routes.clear()
+            self._fail_commits.clear()
+
     def commits_in_last_hour(self, repo_id: str, repo_type: str = "model") -> int:
         """Commits the rate limit counts for this repo right now (commit_clock's hour)."""
         with self._lock:

@@ -174,6 +174,7 @@ def build(session: gr.State, identity_status: gr.Markdown) -> RecordTab:
     def on_save(sess: Session, src: Any, key: str):
         st, ph, pr, saved = save_take(sess, src)
         unsent.remember(sess, key, sess.last_take_id)
+        sess.last_saved = None  # the page kept its own recording (voxspace.keepTake)
         return st, ph, pr, (None if saved else gr.skip()), unsent.receipts_html(sess)
 
     def on_skip(sess: Session):
