@@ -22,7 +22,9 @@ import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # What rank 0 tells the others before each step (Ranks.decide).
 STEP, PAUSE, END = 0, 1, 2  # run one step | end this slice (a checkpoint), more follow | no more steps
@@ -48,9 +50,10 @@ class Ranks:
     def parallel(self) -> bool:
         return self.world > 1
 
-    def shard(self, ids: list[int]) -> list[int]:
-        """This rank's part of one step's takes (interleaved: length-sorted steps stay balanced)."""
-        return ids[self.rank :: self.world]
+    def shard(self, items: list[T]) -> list[T]:
+        """This rank's part of one step's takes, or of the held-out takes (interleaved: a
+        length-sorted step stays balanced)."""
+        return items[self.rank :: self.world]
 
     def sum_grads(self, params: list[Any]) -> None:
         """Sum every rank's gradients in place, in one all-reduce (a rank without takes adds zeros)."""
