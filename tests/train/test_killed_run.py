@@ -32,7 +32,8 @@ def _train_cmd(out: Path, takes_dir: Path, model_dir: Path, how: str) -> list[st
     return [sys.executable, "-m", "voxspace", "train", "--data", str(takes_dir),
             "--base-model", str(model_dir), "--out", str(out), "--preset", "quick", "--precision", "fp32",
             "--epochs", "40", "--batch-size", "1", "--no-eval",
-            *(["--slice-seconds", "3"] if how == "slices" else [])]  # fmt: skip
+            # 6 s slices: several per run, and room for two steps of a loaded CI machine (2 s each)
+            *(["--slice-seconds", "6"] if how == "slices" else [])]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
