@@ -160,6 +160,10 @@ def test_a_visitors_run_is_billed_to_them_in_every_gpu_call(space):
     assert loads == [(str(space.proc.pid), "MainThread")]  # once, at start-up, never in a GPU call
     assert space.api.startup_reports == 1  # spaces' start-up at launch(): the base was packed then
     assert f"features of 4 takes ready before the first GPU call (process {space.proc.pid})" in log
+    # peft imported by the Space process before any fork, so no GPU call imports it on the visitor's clock
+    imported = log.index("peft imported for the GPU calls in")
+    assert f"(process {space.proc.pid})" in log[imported:].splitlines()[0]
+    assert imported < log.index("features of 4 takes ready before the first GPU call")
     # the audio encoder ran once per take over the whole run, across fresh workers: later slices read
     # its outputs from disk. Training runs in bf16 on ZeroGPU, the precision the evaluations use, so
     # the 2 held-out takes (their loss after each epoch) come from the "before" evaluation's outputs
