@@ -31,8 +31,10 @@ only show once the encoder backward no longer dominates a step.
 Each run of a variant has two slices (Trainer.train_slice): slice 1 is the first epoch (setup,
 warm-up, encoder-cache fill, checkpoint), slice 2 runs --steps steady-state steps (checkpoint).
 After the training rounds, evaluation is timed the same way (interleaved, repeated): generate on
---eval-takes held-out takes, before (adapter off) and after, in batches of 8 as the app does now and
-in one call, per loaded precision. Last, a whole-run budget (50, 500, 5000 takes) is projected from
+--eval-takes held-out takes, before (adapter off) and after, each pass as its own GPU call, per
+loaded precision: in batches of 8 as the app does now (the run's encoder cache on disk: after reads
+the encoder outputs before wrote), the same without that cache (the encoder runs in both passes, as
+before), and in one call. Last, a whole-run budget (50, 500, 5000 takes) is projected from
 the measured per-unit seconds. Random weights never emit EOS, so generation runs to
 max_new_tokens: an upper bound. Needs only torch, transformers, peft, bitsandbytes and numpy with
 --full-size (a lent GPU machine has no mistral-common or soundfile).
@@ -422,17 +424,31 @@ def run_variant(
 
 
 # --- evaluation, features, encoder ---------------------------------------------------------------------
-EVAL_MODES = {"batch8": 8, "one_call": 0}  # takes per generate call: as voxspace.evaluate now; all at once
+# mode: (takes per generate call, 0 = all at once; the run's encoder cache on disk or none)
+EVAL_MODES = {
+    "batch8": (8, True),  # as voxspace.gpu_eval runs now: "after" reads the encoder outputs "before" wrote
+    "batch8_nocache": (8, False),  # as it ran before: the encoder runs again in each pass (each GPU call)
+    "one_call": (0, True),
+}
+EVAL_PARTS = ("before_s", "after_s", "total_s")
 
 
 def time_evaluation(
-    model: Any, collator: Any, examples: list[Any], *, batch_size: int, max_new_tokens: int
+    model: Any,
+    collator: Any,
+    examples: list[Any],
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    cache_dir: Path | None = None,
 ) -> dict[str, float]:
-    """Seconds of the before (adapter off) and after transcription, sharing one encoder cache as
-    evaluate_adapter does (the encoder runs once per take for both)."""
-    cache = EncoderCache()
+    """Seconds of the before (adapter off) and after transcription, each as its own GPU call runs it
+    (a new EncoderCache per pass): with `cache_dir` (empty at first) the run's encoder cache on disk,
+    so before runs the encoder and writes each take's output and after reads it back
+    (evaluate_adapter(cache_in=run)); without it the encoder runs in both passes."""
     out: dict[str, float] = {}
     for label in ("before_s", "after_s"):
+        cache = EncoderCache(spill_dir=cache_dir, write_through=True) if cache_dir is not None else None
         _sync()
         t0 = time.perf_counter()
         with adapter_disabled(model) if label == "before_s" else contextlib.nullcontext():
@@ -441,28 +457,45 @@ def time_evaluation(
             )
         _sync()
         out[label] = time.perf_counter() - t0
+    out["total_s"] = out["before_s"] + out["after_s"]
     return out
 
 
 def measure_evaluation(
-    bases: dict[str, tuple[Any, Any]], examples: list[Any], *, repeats: int, max_new_tokens: int
+    bases: dict[str, tuple[Any, Any]],
+    examples: list[Any],
+    *,
+    repeats: int,
+    max_new_tokens: int,
+    work: Path,
 ) -> list[dict[str, Any]]:
-    """Before/after generation per loaded precision and per EVAL_MODES, interleaved and repeated."""
+    """Before/after generation per loaded precision and per EVAL_MODES, interleaved and repeated;
+    each round of a cached mode starts from an empty cache folder under `work`."""
     names = [f"{p}/{m}" for p in bases for m in EVAL_MODES]
     seen: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     errors: dict[str, str] = {}
-    for _, name in schedule(names, repeats):
+    for round_, name in schedule(names, repeats):
         precision, mode = name.split("/")
+        batch, cached = EVAL_MODES[mode]
+        cache_dir = work / "eval_cache" / f"{round_}-{precision}-{mode}" if cached else None
         model = attach_lora(detach_lora(bases[precision][0]), TrainConfig().lora())  # as after training
         try:
-            batch = EVAL_MODES[mode] or len(examples)
-            seen[name].append(time_evaluation(model, _collator(bases[precision][1]), examples,
-                                              batch_size=batch, max_new_tokens=max_new_tokens))  # fmt: skip
+            timed = time_evaluation(
+                model,
+                _collator(bases[precision][1]),
+                examples,
+                batch_size=batch or len(examples),
+                max_new_tokens=max_new_tokens,
+                cache_dir=cache_dir,
+            )
+            seen[name].append(timed)
         except Exception as e:  # e.g. one call does not fit: report it, keep the others
             errors[name] = f"{type(e).__name__}: {e}"[:300]
             traceback.print_exc()
         finally:
             detach_lora(model)
+            if cache_dir is not None:
+                shutil.rmtree(cache_dir, ignore_errors=True)
             _free_memory()
     rows = []
     for name in names:
@@ -470,7 +503,7 @@ def measure_evaluation(
         row: dict[str, Any] = {"name": name, "precision": precision, "mode": mode, "takes": len(examples),
                                "max_new_tokens": max_new_tokens, "ok": bool(seen[name])}  # fmt: skip
         if seen[name]:
-            for label in ("before_s", "after_s"):
+            for label in EVAL_PARTS:
                 row[label] = Spread.of([r[label] for r in seen[name]]).to_dict()
         if name in errors:
             row["error"] = errors[name]
@@ -566,14 +599,23 @@ def format_table(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
 
 
 def format_eval(rows: list[dict[str, Any]]) -> str:
-    lines = ["evaluation (generate, before = adapter off, after = on; one encoder cache for both):"]
+    """One line per precision/mode (medians, ± half the range over the rounds) and, per precision,
+    the run's encoder cache against none from this run's medians."""
+    lines = ["evaluation (generate, before = adapter off, after = on, each pass as its own GPU call;"
+             " batch8/one_call: the run's encoder cache on disk, after reads what before wrote;"
+             " batch8_nocache: the encoder runs in both passes):"]  # fmt: skip
     for r in rows:
         if not r["ok"]:
             lines.append(f"  {r['name']}: FAILED {r.get('error', '')}")
             continue
-        b, a = _spread(r["before_s"]), _spread(r["after_s"])
-        lines.append(f"  {r['name']:14s} {r['takes']} takes, {r['max_new_tokens']} new tokens:"
-                     f" before {b.cell()} s, after {a.cell()} s")  # fmt: skip
+        b, a, t = (_spread(r[k]) for k in EVAL_PARTS)
+        lines.append(f"  {r['name']:20s} {r['takes']} takes, {r['max_new_tokens']} new tokens:"
+                     f" before {b.cell()} s, after {a.cell()} s, both {t.cell()} s")  # fmt: skip
+    ok = {r["name"]: r for r in rows if r["ok"]}
+    for r in ok.values():
+        if r["mode"] == "batch8" and (none := ok.get(f"{r['precision']}/batch8_nocache")):
+            x = ", ".join(f"{k[:-2]} {none[k]['median'] / r[k]['median']:.2f}" for k in EVAL_PARTS)
+            lines.append(f"  {r['precision']}: seconds without / with the encoder cache (batch8): {x}")
     return "\n".join(lines)
 
 
@@ -603,11 +645,13 @@ def unit_costs(
 
 
 def budgets(now: UnitCosts | None, one_call: UnitCosts | None, epochs: int) -> dict[str, Any]:
-    """The whole-run tables: as the app runs now (features on the CPU before the first slice, every
-    held-out take in batches of 8) and with evaluation in one call, capped at 64 takes."""
+    """The whole-run tables: as the app runs now (features on the CPU before the first slice, at most
+    TrainConfig.eval_max_takes held-out takes in batches of 8, the encoder run once per take for
+    both evaluations) and with evaluation in one call, capped at 64 takes."""
     out: dict[str, Any] = {}
     if now is not None:
-        out["now"] = [run_budget(now, n, epochs) for n in RUN_SIZES]
+        cap = TrainConfig().eval_max_takes or None
+        out["now"] = [run_budget(now, n, epochs, eval_cap=cap) for n in RUN_SIZES]
     if one_call is not None:
         out["one_call_eval_cap64"] = [run_budget(one_call, n, epochs, eval_cap=64) for n in RUN_SIZES]
     return out
@@ -753,7 +797,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if eval_repeats and bases:
             examples = [t.example for t in eval_takes]
             extra["eval"] = measure_evaluation(bases, examples, repeats=eval_repeats,
-                                               max_new_tokens=args.max_new_tokens)  # fmt: skip
+                                               max_new_tokens=args.max_new_tokens, work=work)  # fmt: skip
         extra["mel_s_per_take"] = measure_features(audio, args.repeats).to_dict()
         default_precision = by_name["default"].config.precision if "default" in by_name else None
         if default_precision in bases:
@@ -806,8 +850,8 @@ def write_report(
         if enc is not None:
             table += f"; audio encoder + projector ({device}): {enc.cell('.4f')} s per take"
     titles = {
-        "now": "as the app runs now: features on the CPU before the first slice, every held-out take in"
-        " batches of 8",
+        "now": "as the app runs now: features on the CPU before the first slice, at most"
+        f" {TrainConfig().eval_max_takes} held-out takes in batches of 8, the encoder once per take",
         "one_call_eval_cap64": "eval in one generate call on at most 64 held-out takes (not in the app yet)",
     }
     for key, title in titles.items():

@@ -210,12 +210,15 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
     up, shipped = printed["variants"][:2]
     assert up["vs_upstream"] == {"takes_per_s": 1.0, "run": 1.0, "peak_mem": 1.0}
     assert shipped["config"]["epochs"] == 3 and shipped["projected_run_s"] < up["projected_run_s"]
-    assert {r["name"] for r in printed["eval"]} == {"fp32/batch8", "fp32/one_call"}
-    assert all(r["ok"] and r["before_s"]["median"] > 0 for r in printed["eval"])
+    assert {r["name"] for r in printed["eval"]} == {"fp32/batch8", "fp32/batch8_nocache", "fp32/one_call"}
+    for r in printed["eval"]:
+        assert r["ok"] and r["before_s"]["median"] > 0
+        assert r["total_s"]["median"] == pytest.approx(r["before_s"]["median"] + r["after_s"]["median"])
     now = printed["whole_run"]["now"]
     assert [b["takes"] for b in now] == [50, 500, 5000] and all(b["gpu_s"] > 0 for b in now)
     table = out.with_suffix(".txt").read_text()
     assert "upstream@3ep" in table and "peak MiB" in table and "whole run" in table
+    assert "fp32: seconds without / with the encoder cache (batch8)" in table
 
 
 def test_bench_interleaves_rounds_in_the_order_asked_and_reports_the_spread(tmp_path, bench):
