@@ -117,25 +117,42 @@ class EncoderCache:
         self, model: Any, take_id: str, input_features: torch.Tensor, level: int | None = None
     ) -> torch.Tensor:
         """The take's audio embeddings, or with `level` its hidden states below encoder layer `level`."""
-        key = take_id if level is None else f"{take_id}.below{level}"
+        return self.get_many(model, [take_id], [input_features], level)[0]
+
+    def get_many(
+        self, model: Any, take_ids: list[str], features: list[torch.Tensor], level: int | None = None
+    ) -> list[torch.Tensor]:
+        """`get` for several takes; those not cached yet go through the encoder together, in one call
+        (one call per take costs several times more where per-call overhead dominates)."""
+        keys = [tid if level is None else f"{tid}.below{level}" for tid in take_ids]
+        found = [self._lookup(key, f.device) for key, f in zip(keys, features, strict=True)]
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            batch = torch.cat([features[i] for i in missing])
+            out = audio_embeds(model, batch) if level is None else frozen_hidden(model, batch, level)
+            rows = out.shape[0] // batch.shape[0]  # per 30 s chunk: 375 embeddings, or 1 hidden state
+            parts = out.split([features[i].shape[0] * rows for i in missing])
+            for i, part in zip(missing, parts, strict=True):
+                found[i] = self._keep(keys[i], part.clone())  # a copy: a view would keep (and save) all
+        return [hit for hit in found if hit is not None]
+
+    def _lookup(self, key: str, device: torch.device) -> torch.Tensor | None:
         if (hit := self._memory.get(key)) is not None:
-            self.hits += 1
             return hit
-        device = input_features.device
         spill = self._spill_path(key)
         if spill is not None and spill.is_file():
-            self.hits += 1
             return torch.load(spill, map_location=device, weights_only=True)
-        self.misses += 1
-        if level is None:
-            embeds = audio_embeds(model, input_features)
-        else:
-            embeds = frozen_hidden(model, input_features, level)
+        return None
+
+    def _keep(self, key: str, embeds: torch.Tensor) -> torch.Tensor:
         size = embeds.numel() * embeds.element_size()
         in_memory = self._bytes + size <= self.max_bytes
         if in_memory:
             self._memory[key] = embeds
             self._bytes += size
+        spill = self._spill_path(key)
         if spill is not None and (self.write_through or not in_memory):
             spill.parent.mkdir(parents=True, exist_ok=True)
             tmp = spill.with_suffix(".tmp")
@@ -149,9 +166,7 @@ class EncoderCache:
         input_ids = batch["input_ids"]
         features = batch["input_features"].split(batch["chunks"])
         level = adapted_from(model)
-        audio = torch.cat(
-            [self.get(model, tid, f, level) for tid, f in zip(batch["take_ids"], features, strict=True)]
-        )
+        audio = torch.cat(self.get_many(model, list(batch["take_ids"]), list(features), level))
         if level is not None:
             audio = embeds_from_hidden(model, audio, level)
         embeds = voxtral.get_input_embeddings()(input_ids)

@@ -90,6 +90,32 @@ def test_encoder_cache_spills_to_disk_beyond_its_memory_bound(tmp_path, takes_di
     assert torch.equal(first, second)
 
 
+def test_encoder_cache_encodes_the_missing_takes_of_a_batch_in_one_call(tmp_path, takes_dir, base):
+    """Seam: a forward pre-hook on the audio tower records each call's chunk count."""
+    from voxspace.data import TranscriptionCollator
+    from voxspace.encoder_cache import EncoderCache, audio_embeds, voxtral_of
+    from voxspace.layout import read_folder
+
+    model, processor = base
+    examples = [TranscriptionCollator(processor).encode(t) for t in read_folder(takes_dir)[:3]]
+    cache = EncoderCache(spill_dir=tmp_path / "cache", write_through=True)
+    cache.get(model, examples[0].take_id, examples[0].input_features)  # one take is cached already
+    calls = []
+    hook = voxtral_of(model).model.audio_tower.register_forward_pre_hook(
+        lambda m, args: calls.append(args[0].shape[0])
+    )
+    try:
+        got = cache.get_many(model, [e.take_id for e in examples], [e.input_features for e in examples])
+    finally:
+        hook.remove()
+    assert calls == [2] and (cache.hits, cache.misses) == (1, 3)  # the two missing takes, together
+    for e, embeds in zip(examples, got, strict=True):
+        torch.testing.assert_close(embeds, audio_embeds(model, e.input_features), rtol=1e-5, atol=1e-6)
+        # its own storage (not a view of the batch's), so memory and the file hold this take only
+        assert embeds.untyped_storage().nbytes() == embeds.numel() * embeds.element_size()
+        assert torch.equal(torch.load(tmp_path / "cache" / f"{e.take_id}.pt"), embeds)
+
+
 def test_steps_in_one_slice_equal_the_same_steps_across_slices(tmp_path, takes_dir, base):
     # batch 1 x accumulation 2, dropout on: the data position and RNG state must both survive a resume.
     config = TrainConfig(precision="fp32", batch_size=1, grad_accum=2, epochs=3, dropout=0.1, lr=1e-3)
