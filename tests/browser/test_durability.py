@@ -110,8 +110,8 @@ def test_a_space_without_storage_loses_nothing_the_browser_sends_kept_takes_agai
         # The same browser (the same IndexedDB), signing in to the restarted Space afresh.
         ctx.clear_cookies()
         ctx.add_cookies([{"name": "hub_user", "value": USER, "url": hub.url}])
-        page.goto(app.url)
-        expect(page.locator("#phrase .vx-phrase-text")).to_be_visible()
+        page.goto(app.url, timeout=60_000)  # a freshly started app's first page, on a busy machine
+        expect(page.locator("#phrase .vx-phrase-text")).to_be_visible(timeout=60_000)
         page.get_by_role("button", name="Sign in with Hugging Face").click()
         expect(page.locator("#identity-status")).to_contain_text(f"Signed in as {USER}", timeout=60_000)
         expect(status).to_contain_text("2 takes your browser kept", timeout=60_000)
