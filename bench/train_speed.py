@@ -431,6 +431,7 @@ EVAL_MODES = {
     "one_call": (0, True),
 }
 EVAL_PARTS = ("before_s", "after_s", "total_s")
+CPU_PARTS = ("before_cpu_s", "after_cpu_s", "total_cpu_s")  # process CPU seconds: steadier under load
 
 
 def time_evaluation(
@@ -450,14 +451,16 @@ def time_evaluation(
     for label in ("before_s", "after_s"):
         cache = EncoderCache(spill_dir=cache_dir, write_through=True) if cache_dir is not None else None
         _sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with adapter_disabled(model) if label == "before_s" else contextlib.nullcontext():
             transcribe(
                 model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
             )
         _sync()
         out[label] = time.perf_counter() - t0
+        out[label.replace("_s", "_cpu_s")] = time.process_time() - c0
     out["total_s"] = out["before_s"] + out["after_s"]
+    out["total_cpu_s"] = out["before_cpu_s"] + out["after_cpu_s"]
     return out
 
 
@@ -503,7 +506,7 @@ def measure_evaluation(
         row: dict[str, Any] = {"name": name, "precision": precision, "mode": mode, "takes": len(examples),
                                "max_new_tokens": max_new_tokens, "ok": bool(seen[name])}  # fmt: skip
         if seen[name]:
-            for label in EVAL_PARTS:
+            for label in EVAL_PARTS + CPU_PARTS:
                 row[label] = Spread.of([r[label] for r in seen[name]]).to_dict()
         if name in errors:
             row["error"] = errors[name]
@@ -598,9 +601,11 @@ def format_table(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
     return "\n".join(table + errors)
 
 
-def format_eval(rows: list[dict[str, Any]]) -> str:
+def format_eval(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
     """One line per precision/mode (medians, ± half the range over the rounds) and, per precision,
-    the run's encoder cache against none from this run's medians."""
+    the run's encoder cache against none from this run's medians; on a CPU (`cpu`) also process
+    CPU seconds, steadier than wall time when other work shares the cores."""
+    parts = EVAL_PARTS + CPU_PARTS if cpu else EVAL_PARTS
     lines = ["evaluation (generate, before = adapter off, after = on, each pass as its own GPU call;"
              " batch8/one_call: the run's encoder cache on disk, after reads what before wrote;"
              " batch8_nocache: the encoder runs in both passes):"]  # fmt: skip
@@ -611,10 +616,13 @@ def format_eval(rows: list[dict[str, Any]]) -> str:
         b, a, t = (_spread(r[k]) for k in EVAL_PARTS)
         lines.append(f"  {r['name']:20s} {r['takes']} takes, {r['max_new_tokens']} new tokens:"
                      f" before {b.cell()} s, after {a.cell()} s, both {t.cell()} s")  # fmt: skip
+        if cpu:
+            b, a, t = (_spread(r[k]) for k in CPU_PARTS)
+            lines.append(f"  {'':20s} process CPU s: before {b.cell()}, after {a.cell()}, both {t.cell()}")
     ok = {r["name"]: r for r in rows if r["ok"]}
     for r in ok.values():
         if r["mode"] == "batch8" and (none := ok.get(f"{r['precision']}/batch8_nocache")):
-            x = ", ".join(f"{k[:-2]} {none[k]['median'] / r[k]['median']:.2f}" for k in EVAL_PARTS)
+            x = ", ".join(f"{k[:-2]} {none[k]['median'] / r[k]['median']:.2f}" for k in parts)
             lines.append(f"  {r['precision']}: seconds without / with the encoder cache (batch8): {x}")
     return "\n".join(lines)
 
@@ -844,7 +852,7 @@ def write_report(
     device = meta["machine"]["device"]
     table = format_table(ordered, cpu=device == "cpu")
     if evals:
-        table += "\n\n" + format_eval(evals)
+        table += "\n\n" + format_eval(evals, cpu=device == "cpu")
     if mel is not None:
         table += f"\n\nmel features (CPU): {mel.cell('.4f')} s per take"
         if enc is not None:
