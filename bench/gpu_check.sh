@@ -10,9 +10,10 @@
 # Three runs of bench/train_speed.py --full-size, each under its own timeout, each writing
 # OUT_DIR/<part>.json (rewritten after every round, so a timeout keeps what finished), <part>.txt
 # (the table) and appending to OUT_DIR/gpu_check.log:
-#   core     (<= 240 s) upstream (VoxFactory as written), default, -auto_batch, +fit_2x4, -8bit:
+#   core     (<= 270 s) upstream (VoxFactory as written), default, -auto_batch, +fit_2x4, -8bit:
 #            3 interleaved rounds; evaluation timed (16 held-out takes, at most 24 new tokens: batches
-#            of 8 against one call, 8-bit against bf16); the whole-run budget for 50 / 500 / 5000 takes
+#            of 8 with and without the encoder cache, one call; 8-bit against bf16); the whole-run
+#            budget for 50 / 500 / 5000 takes
 #   zerogpu  (<= 70 s) bf16 with passes fitted on a 48 GiB card (a ZeroGPU `large` slice), 2 rounds
 #   levers   (<= 60 s, only with GPU_CHECK_LEVERS=1) the other levers, 1 round
 #   adapt    (<= 120 s, only with GPU_CHECK_ADAPT=1) the encoder option (issue 15): LoRA also on the
@@ -58,7 +59,7 @@ part() {  # part NAME TIMEOUT_S ARGS...
   [ -f "$out/$name.txt" ] && cat "$out/$name.txt"
 }
 
-part core "${CORE_S:-240}" --variants upstream,default,-auto_batch,+fit_2x4,-8bit --repeats 3 --steps 3 \
+part core "${CORE_S:-270}" --variants upstream,default,-auto_batch,+fit_2x4,-8bit --repeats 3 --steps 3 \
   --eval-takes 16 --eval-repeats 1 --max-new-tokens 24
 part zerogpu "${ZEROGPU_S:-70}" --variants -8bit --gpu-memory-gib 48 --repeats 2 --steps 3 --eval-repeats 0
 if [ "${GPU_CHECK_LEVERS:-0}" = 1 ]; then
