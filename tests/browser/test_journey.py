@@ -19,15 +19,23 @@ from tests.browser.conftest import AppServer, space_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 USER = "journey"
+BASE_ID = "alice/journey-tiny-voxtral"
 RUN_TIMEOUT_MS = 240_000  # a whole tiny run on a loaded 2-core machine; a bound, not a measurement
 
 
 @pytest.fixture(scope="module")
-def journey_app(hub, tiny_voxtral_dir, tmp_path_factory):
+def journey_app(hub, hub_tokens, tiny_voxtral_dir, tmp_path_factory):
     hub.add_user(f"hf_journey{secrets.token_hex(8)}", USER)
+    # The base is a Hub repo, as in a real Space: the demo Space it creates must load the same base,
+    # and a local folder cannot be given to a Space (it is refused with a sentence).
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=hub_tokens["alice"])
+    api.create_repo(BASE_ID, exist_ok=True)
+    api.upload_folder(repo_id=BASE_ID, folder_path=str(tiny_voxtral_dir))
     workdir = tmp_path_factory.mktemp("journey-app")
     env = space_env(hub, workdir)
-    env["VOXSPACE_BASE_MODEL"] = str(tiny_voxtral_dir)
+    env["VOXSPACE_BASE_MODEL"] = BASE_ID
     app = AppServer(env, workdir).start()
     yield app
     app.stop()
@@ -101,5 +109,5 @@ def _walk(page, hub) -> None:
     assert card.data.datasets == [dataset]
     assert hub.repo_exists(space, "space")
     variables = hub.space_variables(space)
-    assert variables["ADAPTER_ID"] == model and variables["BASE_MODEL_ID"]
+    assert variables["ADAPTER_ID"] == model and variables["BASE_MODEL_ID"] == BASE_ID
     assert hub.space_state(space)["stage"] == "RUNNING"
