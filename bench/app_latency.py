@@ -37,6 +37,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def app_env(hub_url: str, tmp: Path) -> dict[str, str]:
+    """The environment of a bench's `python app.py`: signed in with TOKEN on the local Hub, every
+    cache and data folder under `tmp`."""
+    return {**os.environ, "HF_ENDPOINT": hub_url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+            "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HOME": str(tmp / "hf-home"),
+            "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VOXSPACE_DATA_DIR": str(tmp / "app-data")}
+
+
 def cold_start(env: dict[str, str]) -> float:
     """Seconds from spawning app.py to its first HTTP 200."""
     port = _free_port()
@@ -106,10 +115,7 @@ def main() -> None:
 
         hub = HubServer(tmp / "hub", users={TOKEN: "bench"}, port=_free_port())
         hub.start()
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
-               "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HOME": str(tmp / "hf-home"),
-               "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VOXSPACE_DATA_DIR": str(tmp / "app-data")}
+        env = app_env(hub.url, tmp)
         env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_HOME",
                                                "HF_HUB_DISABLE_PROGRESS_BARS")})

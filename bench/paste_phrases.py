@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from app_latency import TOKEN, _free_port, _summary  # noqa: E402
+from app_latency import TOKEN, _free_port, _summary, app_env  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
@@ -92,10 +92,7 @@ def main() -> None:
         tmp = Path(tmp_s)
         hub = HubServer(tmp / "hub", users={TOKEN: "bench"}, port=_free_port())
         hub.start()
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
-               "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HOME": str(tmp / "hf-home"),
-               "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VOXSPACE_DATA_DIR": str(tmp / "app-data")}
+        env = app_env(hub.url, tmp)
         proc, url = _start_app(env)
         got: dict[str, dict[str, list[float]]] = {w: {"in_box": [], "in_use": []} for w in ("paste", "fill")}
         try:
