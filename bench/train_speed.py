@@ -424,11 +424,13 @@ def run_variant(
 
 
 # --- evaluation, features, encoder ---------------------------------------------------------------------
-# mode: (takes per generate call, 0 = all at once; the run's encoder cache on disk or none)
+# mode: (takes per generate call; the run's encoder cache on disk or none; calls fitted to free memory)
 EVAL_MODES = {
-    "batch8": (8, True),  # as voxspace.gpu_eval runs now: "after" reads the encoder outputs "before" wrote
-    "batch8_nocache": (8, False),  # as it ran before: the encoder runs again in each pass (each GPU call)
-    "one_call": (0, True),
+    # as the app runs now: the first call holds 8 takes and measures, later calls hold what fits (on a
+    # GPU; on a CPU every call holds 8); "after" reads the encoder outputs "before" wrote
+    "fitted": (8, True, True),
+    "batch8": (8, True, False),  # every call 8 takes, as before the calls were fitted
+    "batch8_nocache": (8, False, False),  # as before the cache: the encoder runs again in each pass
 }
 EVAL_PARTS = ("before_s", "after_s", "total_s")
 CPU_PARTS = ("before_cpu_s", "after_cpu_s", "total_cpu_s")  # process CPU seconds: steadier under load
@@ -442,6 +444,7 @@ def time_evaluation(
     batch_size: int,
     max_new_tokens: int,
     cache_dir: Path | None = None,
+    fitted: bool = False,
 ) -> dict[str, float]:
     """Seconds of the before (adapter off) and after transcription, each as its own GPU call runs it
     (a new EncoderCache per pass): with `cache_dir` (empty at first) the run's encoder cache on disk,
@@ -454,7 +457,13 @@ def time_evaluation(
         t0, c0 = time.perf_counter(), time.process_time()
         with adapter_disabled(model) if label == "before_s" else contextlib.nullcontext():
             transcribe(
-                model, collator, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, cache=cache
+                model,
+                collator,
+                examples,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                cache=cache,
+                fit_to_memory=fitted,
             )
         _sync()
         out[label] = time.perf_counter() - t0
@@ -479,7 +488,7 @@ def measure_evaluation(
     errors: dict[str, str] = {}
     for round_, name in schedule(names, repeats):
         precision, mode = name.split("/")
-        batch, cached = EVAL_MODES[mode]
+        batch, cached, fitted = EVAL_MODES[mode]
         cache_dir = work / "eval_cache" / f"{round_}-{precision}-{mode}" if cached else None
         model = attach_lora(detach_lora(bases[precision][0]), TrainConfig().lora())  # as after training
         try:
@@ -487,9 +496,10 @@ def measure_evaluation(
                 model,
                 _collator(bases[precision][1]),
                 examples,
-                batch_size=batch or len(examples),
+                batch_size=batch,
                 max_new_tokens=max_new_tokens,
                 cache_dir=cache_dir,
+                fitted=fitted,
             )
             seen[name].append(timed)
         except Exception as e:  # e.g. one call does not fit: report it, keep the others
@@ -607,8 +617,9 @@ def format_eval(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
     CPU seconds, steadier than wall time when other work shares the cores."""
     parts = EVAL_PARTS + CPU_PARTS if cpu else EVAL_PARTS
     lines = ["evaluation (generate, before = adapter off, after = on, each pass as its own GPU call;"
-             " batch8/one_call: the run's encoder cache on disk, after reads what before wrote;"
-             " batch8_nocache: the encoder runs in both passes):"]  # fmt: skip
+             " fitted: calls hold what the free GPU memory allows (8 on a CPU); fitted/batch8: the run's"
+             " encoder cache on disk, after reads what before wrote; batch8_nocache: the encoder runs in"
+             " both passes):"]  # fmt: skip
     for r in rows:
         if not r["ok"]:
             lines.append(f"  {r['name']}: FAILED {r.get('error', '')}")
@@ -624,6 +635,9 @@ def format_eval(rows: list[dict[str, Any]], *, cpu: bool = False) -> str:
         if r["mode"] == "batch8" and (none := ok.get(f"{r['precision']}/batch8_nocache")):
             x = ", ".join(f"{k[:-2]} {none[k]['median'] / r[k]['median']:.2f}" for k in parts)
             lines.append(f"  {r['precision']}: seconds without / with the encoder cache (batch8): {x}")
+        if r["mode"] == "batch8" and (fit := ok.get(f"{r['precision']}/fitted")):
+            x = ", ".join(f"{k[:-2]} {r[k]['median'] / fit[k]['median']:.2f}" for k in parts)
+            lines.append(f"  {r['precision']}: seconds in batches of 8 / in fitted calls: {x}")
     return "\n".join(lines)
 
 
@@ -652,16 +666,16 @@ def unit_costs(
     )
 
 
-def budgets(now: UnitCosts | None, one_call: UnitCosts | None, epochs: int) -> dict[str, Any]:
+def budgets(now: UnitCosts | None, batch8: UnitCosts | None, epochs: int) -> dict[str, Any]:
     """The whole-run tables: as the app runs now (features on the CPU before the first slice, at most
-    TrainConfig.eval_max_takes held-out takes in batches of 8, the encoder run once per take for
-    both evaluations) and with evaluation in one call, capped at 64 takes."""
+    TrainConfig.eval_max_takes held-out takes in generate calls fitted to memory, the encoder run once
+    per take for both evaluations) and the same with evaluation in batches of 8."""
+    cap = TrainConfig().eval_max_takes or None
     out: dict[str, Any] = {}
     if now is not None:
-        cap = TrainConfig().eval_max_takes or None
         out["now"] = [run_budget(now, n, epochs, eval_cap=cap) for n in RUN_SIZES]
-    if one_call is not None:
-        out["one_call_eval_cap64"] = [run_budget(one_call, n, epochs, eval_cap=64) for n in RUN_SIZES]
+    if batch8 is not None:
+        out["eval_batch8"] = [run_budget(batch8, n, epochs, eval_cap=cap) for n in RUN_SIZES]
     return out
 
 
@@ -837,8 +851,8 @@ def write_report(
     default = next((r for r in ordered if r["name"] == "default"), {})
     mel = _spread(extra["mel_s_per_take"]) if "mel_s_per_take" in extra else None
     enc = _spread(extra["encoder_s_per_take"]) if "encoder_s_per_take" in extra else None
-    now, one_call = (unit_costs(default, evals, mel, enc, mode) for mode in ("batch8", "one_call"))
-    whole = budgets(now, one_call, args.epochs)
+    now, batch8 = (unit_costs(default, evals, mel, enc, mode) for mode in ("fitted", "batch8"))
+    whole = budgets(now, batch8, args.epochs)
     result = {
         **meta,
         "complete": final,
@@ -859,8 +873,9 @@ def write_report(
             table += f"; audio encoder + projector ({device}): {enc.cell('.4f')} s per take"
     titles = {
         "now": "as the app runs now: features on the CPU before the first slice, at most"
-        f" {TrainConfig().eval_max_takes} held-out takes in batches of 8, the encoder once per take",
-        "one_call_eval_cap64": "eval in one generate call on at most 64 held-out takes (not in the app yet)",
+        f" {TrainConfig().eval_max_takes} held-out takes in generate calls fitted to memory, the encoder"
+        " once per take",
+        "eval_batch8": "the same with evaluation in batches of 8 (as before the calls were fitted)",
     }
     for key, title in titles.items():
         if key in whole:

@@ -6,7 +6,8 @@ is only a question of memory. On a GPU (`TrainConfig.auto_batch`) it is fitted t
 the run's first step passes one take at a time and measures what a padded token costs, then every
 later pass holds as many takes as fit. Elsewhere a pass holds `batch_size` takes. The loss is summed
 over the whole step's label tokens and divided once, so any split learns the same thing, up to
-float rounding (tests/train/test_batching.py).
+float rounding (tests/train/test_batching.py). The evaluation fits its `generate` calls the same way
+(`takes_per_generate`, used by voxspace.evaluate.transcribe).
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def split_step(
     if current:
         passes.append(current)
     return passes
+
+
+def takes_per_generate(prompt_lens: list[int], limits: list[int], token_budget: int) -> int:
+    """How many of the next takes (in order) one `generate` call may hold: its padded size, takes x
+    (longest prompt + largest token limit among them), stays within `token_budget`; at least one."""
+    n, longest, limit = 0, 0, 0
+    for prompt, new in zip(prompt_lens, limits, strict=True):
+        longest, limit = max(longest, prompt), max(limit, new)
+        if n and (n + 1) * (longest + limit) > token_budget:
+            break
+        n += 1
+    return max(n, 1)
 
 
 @dataclass

@@ -20,8 +20,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from voxspace.batching import (
+    RESERVE_BYTES,
+    RESERVE_SHARE,
+    CudaMemory,
+    MemoryMeter,
+    takes_per_generate,
+    token_budget,
+)
 from voxspace.data import Example, TranscriptionCollator
-from voxspace.errors import BadInput
+from voxspace.errors import BadInput, OutOfGPUMemory
 from voxspace.layout import LocalTake
 from voxspace.run_record import EvalReport, TakeResult
 
@@ -109,46 +117,105 @@ def transcribe(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     cache: Any = None,
+    memory: MemoryMeter | None = None,
+    fit_to_memory: bool = True,
 ) -> list[str]:
     """Greedy transcripts of `examples`, generated in left-padded batches.
 
     A batch may generate the largest `generation_limit` of its takes; `max_new_tokens`, when given,
-    caps that (tests keep a random model's babble short with it).
+    caps that (tests keep a random model's babble short with it). On a GPU (or with a `memory`
+    meter) the first batch holds `batch_size` takes and measures what a padded token costs; every
+    later batch holds as many takes as the free memory allows, so a GPU transcribes the held-out
+    takes in as few `generate` calls as fit. A batch that still runs out of memory is retried in
+    halves. Elsewhere every batch holds `batch_size` takes.
     """
     import torch
 
     dev = next(model.parameters()).device
+    if memory is None and fit_to_memory and dev.type == "cuda":
+        memory = CudaMemory(dev)
     tower = next(_voxtral(model).model.audio_tower.parameters())
-    out: list[str] = []
     model.eval()
     # length-sorted batches waste less padding and share a token limit; results go back in order
-    order = sorted(range(len(examples)), key=lambda i: (examples[i].prompt_len, examples[i].duration or 0.0))
+    pending = sorted(
+        range(len(examples)), key=lambda i: (examples[i].prompt_len, examples[i].duration or 0.0)
+    )
+    prompts = {i: examples[i].prompt_len for i in pending}
+    limits = {i: generation_limit(examples[i], max_new_tokens) for i in pending}
     texts: dict[int, str] = {}
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collator.prompt_batch([examples[i] for i in idx])
-        ids = batch["input_ids"].to(dev)
-        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": batch["attention_mask"].to(dev)}
-        features = batch["input_features"].to(dev, tower.dtype)
-        if cache is not None:
-            kw["inputs_embeds"] = cache.inputs_embeds(
-                model, {**batch, "input_ids": ids, "input_features": features}
-            )
+    first, budget, calls = batch_size, None, 0  # budget: padded tokens per call, once measured
+    while pending:
+        if memory is None or budget is None:
+            idx = pending[:first]
         else:
-            kw["input_features"] = features
-        limit = max(generation_limit(examples[i], max_new_tokens) for i in idx)
-        with torch.no_grad():
-            generated = model.generate(
-                **kw,
-                max_new_tokens=limit,
-                do_sample=False,
-                pad_token_id=collator.pad_id,
-                eos_token_id=collator.eos_id,
+            idx = pending[
+                : takes_per_generate([prompts[i] for i in pending], [limits[i] for i in pending], budget)
+            ]
+        limit = max(limits[i] for i in idx)
+        padded = len(idx) * (max(prompts[i] for i in idx) + limit)
+        try:
+            if memory is not None and budget is None:
+                memory.start_pass()
+            batch = [examples[i] for i in idx]
+            texts.update(
+                zip(idx, _generate(model, collator, batch, limit, dev, tower.dtype, cache), strict=True)
             )
-        decoded = collator.tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
-        texts.update({i: t.strip() for i, t in zip(idx, decoded, strict=True)})
-    out = [texts[i] for i in range(len(examples))]
-    return out
+        except torch.OutOfMemoryError as error:
+            if memory is None or len(idx) == 1:
+                raise OutOfGPUMemory(
+                    f"The GPU ran out of memory transcribing {len(idx)} held-out take(s) at once during "
+                    "the evaluation: evaluate on a GPU with more memory.",
+                    detail=str(error)[:200],
+                ) from error
+            memory.release()
+            if budget is None:
+                first = len(idx) // 2
+            else:
+                budget = (len(idx) // 2) * (padded // len(idx))
+            log.info("out of memory with %d takes per generate call: retrying with fewer", len(idx))
+            continue
+        calls += 1
+        if memory is not None and budget is None:
+            reserve = RESERVE_BYTES + RESERVE_SHARE * memory.total_bytes()
+            budget = token_budget(memory.free_bytes(), memory.pass_peak() / padded, reserve)
+            memory.release()
+        pending = pending[len(idx) :]
+    log.info("transcribed %d take(s) in %d generate call(s)", len(examples), calls)
+    return [texts[i] for i in range(len(examples))]
+
+
+def _generate(
+    model: Any,
+    collator: TranscriptionCollator,
+    batch: list[Example],
+    limit: int,
+    dev: Any,
+    dtype: Any,
+    cache: Any,
+) -> list[str]:
+    """One `generate` call: the transcripts of one batch of takes, in its order."""
+    import torch
+
+    inputs = collator.prompt_batch(batch)
+    ids = inputs["input_ids"].to(dev)
+    kw: dict[str, Any] = {"input_ids": ids, "attention_mask": inputs["attention_mask"].to(dev)}
+    features = inputs["input_features"].to(dev, dtype)
+    if cache is not None:
+        kw["inputs_embeds"] = cache.inputs_embeds(
+            model, {**inputs, "input_ids": ids, "input_features": features}
+        )
+    else:
+        kw["input_features"] = features
+    with torch.no_grad():
+        generated = model.generate(
+            **kw,
+            max_new_tokens=limit,
+            do_sample=False,
+            pad_token_id=collator.pad_id,
+            eos_token_id=collator.eos_id,
+        )
+    decoded = collator.tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
+    return [t.strip() for t in decoded]
 
 
 def _voxtral(model: Any) -> Any:

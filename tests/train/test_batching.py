@@ -13,7 +13,14 @@ import torch
 
 from tests.train.test_train import adapter_weights
 from voxspace import checkpoint
-from voxspace.batching import RESERVE_BYTES, RESERVE_SHARE, plan_steps, split_step, token_budget
+from voxspace.batching import (
+    RESERVE_BYTES,
+    RESERVE_SHARE,
+    plan_steps,
+    split_step,
+    takes_per_generate,
+    token_budget,
+)
 from voxspace.errors import OutOfGPUMemory
 from voxspace.train import TrainConfig, Trainer
 
@@ -91,6 +98,13 @@ def test_a_pass_holds_what_the_token_budget_allows_and_never_less_than_one_take(
     assert split_step([0, 1, 2, 3], lengths, token_budget=29) == [[0, 1], [2], [3]]
     assert split_step([3, 0], lengths, token_budget=5) == [[3], [0]]  # too long alone: still one pass
     assert split_step([0, 1, 2, 3], lengths, takes_per_pass=3) == [[0, 1, 2], [3]]
+
+
+def test_a_generate_call_holds_takes_while_their_padded_prompt_and_new_tokens_fit():
+    assert takes_per_generate([10, 10, 10], [5, 5, 5], 45) == 3
+    assert takes_per_generate([10, 10, 20], [5, 5, 5], 45) == 2  # a third would pad all three to 25
+    assert takes_per_generate([10, 10], [5, 30], 45) == 1  # its token limit would make 2 x 40
+    assert takes_per_generate([100], [5], 10) == 1  # too long alone: still one take
 
 
 def test_token_budget_is_the_free_memory_beyond_the_reserve():

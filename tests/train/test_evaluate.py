@@ -129,9 +129,159 @@ def test_the_printed_report_names_the_precision_and_warns_when_not_better():
     from voxspace.evaluate import format_report
     from voxspace.run_record import EvalReport
 
-    better = EvalReport(n_takes=3, wer_before=0.4, cer_before=0.2, wer_after=0.1, cer_after=0.05,
-                        base_precision="bf16")
+    better = EvalReport(
+        n_takes=3, wer_before=0.4, cer_before=0.2, wer_after=0.1, cer_after=0.05, base_precision="bf16"
+    )
     text = format_report(better)
     assert "base model loaded in bf16" in text and "warning" not in text
     worse = EvalReport(n_takes=3, wer_before=0.4, cer_before=0.2, wer_after=0.4, cer_after=0.2)
     assert "warning: The fine-tuned model is not better than the base model" in format_report(worse)
+
+
+# --- generate calls fitted to the GPU's memory ----------------------------------------------------------
+GiB = 2**30
+BYTES_PER_TOKEN = 2**20  # the fake GPU's cost of one token held by the language model
+
+
+class FakeGenerateGpu:
+    """torch.cuda's counters while `generate` runs, with `fits` tokens of room beyond the reserve.
+
+    No GPU exists here, so the memory counters are the one thing faked. The fake does not trust the
+    evaluation's own arithmetic: what it holds follows the tokens that really reached the language
+    model (a forward hook: the prompt at prefill, one more token per take at each decode step), and it
+    runs out of memory above `oom_above` tokens, as a real GPU would.
+    """
+
+    total = 20 * GiB
+
+    def __init__(self, model, *, fits: int, oom_above: int | None = None):
+        from voxspace.batching import RESERVE_BYTES, RESERVE_SHARE
+
+        self.free = int(RESERVE_BYTES + RESERVE_SHARE * self.total + fits * BYTES_PER_TOKEN)
+        self.oom_above = oom_above
+        self.calls: list[int] = []  # takes in each generate call that completed its prefill
+        self.peaks: list[int] = []  # the most tokens held in each of those calls
+        self.released = 0
+        self._held = self._peak = 0
+        self._hook = model.model.language_model.register_forward_pre_hook(self._seen, with_kwargs=True)
+
+    def _seen(self, module, args, kwargs):
+        import torch
+
+        x = kwargs.get("inputs_embeds")
+        x = kwargs.get("input_ids") if x is None else x
+        takes, length = int(x.shape[0]), int(x.shape[1])
+        self._held = takes * length if length > 1 else self._held + takes  # prefill, or one decode step
+        if self.oom_above is not None and self._held > self.oom_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake GPU)")
+        if length > 1:
+            self.calls.append(takes)
+            self.peaks.append(0)
+        self.peaks[-1] = max(self.peaks[-1], self._held)
+        self._peak = max(self._peak, self._held)
+
+    # the MemoryMeter protocol
+    def start_pass(self):
+        self._peak = 0
+
+    def pass_peak(self):
+        return self._peak * BYTES_PER_TOKEN
+
+    def free_bytes(self):
+        return self.free
+
+    def total_bytes(self):
+        return self.total
+
+    def release(self):
+        self.released += 1
+
+    def close(self):
+        self._hook.remove()
+
+
+@pytest.fixture
+def twenty(tmp_path, base):
+    """Twenty held-out takes of varied length, encoded as the evaluation reads them."""
+    from voxspace.data import TranscriptionCollator
+    from voxspace.layout import read_folder
+
+    sentence = "open the door and read the green book while it is raining again"
+    words = sentence.split(" ")
+    for seq in range(20):
+        make_take(tmp_path, seq, " ".join(words[: 2 + seq % 9]), split="test")
+    collator = TranscriptionCollator(base[1])
+    return collator, [collator.encode(t) for t in read_folder(tmp_path)]
+
+
+def _calls_on_cpu(model, collator, examples):
+    calls: list[int] = []
+    original = model.generate
+
+    def counting(**kw):
+        calls.append(int(kw["input_ids"].shape[0]))
+        return original(**kw)
+
+    model.generate = counting
+    try:
+        return transcribe(model, collator, examples, max_new_tokens=3), calls
+    finally:
+        del model.generate
+
+
+def test_a_roomy_gpu_transcribes_the_held_out_takes_in_fewer_generate_calls_with_the_same_text(base, twenty):
+    model, (collator, examples) = base[0], twenty
+    fixed, cpu_calls = _calls_on_cpu(model, collator, examples)
+    assert cpu_calls == [8, 8, 4]  # no GPU: batches of 8
+
+    gpu = FakeGenerateGpu(model, fits=100_000)
+    try:
+        fitted = transcribe(model, collator, examples, max_new_tokens=3, memory=gpu)
+    finally:
+        gpu.close()
+    assert gpu.calls == [8, 12]  # the first call measures; the rest share one call
+    assert fitted == fixed
+
+
+def test_a_tight_gpu_holds_what_its_free_memory_allows_per_call(base, twenty):
+    model, (collator, examples) = base[0], twenty
+    per_take = examples[0].prompt_len + 3  # every take here is under 30 s: one prompt length
+    assert {e.prompt_len for e in examples} == {examples[0].prompt_len}
+    gpu = FakeGenerateGpu(model, fits=3 * per_take)
+    try:
+        fitted = transcribe(model, collator, examples, max_new_tokens=3, memory=gpu)
+    finally:
+        gpu.close()
+    assert gpu.calls[0] == 8 and sum(gpu.calls) == 20
+    assert max(gpu.calls[1:]) == 3  # 3 takes' worth of tokens fit beyond the reserve
+    assert all(peak <= 3 * per_take for peak in gpu.peaks[1:])
+    assert fitted == _calls_on_cpu(model, collator, examples)[0]
+
+
+def test_a_call_that_runs_out_of_memory_is_retried_in_halves(base, twenty):
+    """The free memory promises room, but the GPU fails above 2 takes (another process, fragmentation):
+    the measuring call halves from 8 to 2, and later calls shrink until they fit; nothing is lost."""
+    model, (collator, examples) = base[0], twenty
+    per_take = examples[0].prompt_len + 3
+    gpu = FakeGenerateGpu(model, fits=100_000, oom_above=2 * per_take)
+    try:
+        fitted = transcribe(model, collator, examples, max_new_tokens=3, memory=gpu)
+    finally:
+        gpu.close()
+    assert gpu.calls[0] == 2 and max(gpu.calls) == 2 and sum(gpu.calls) == 20
+    assert gpu.released >= 3  # memory handed back after each failure
+    assert fitted == _calls_on_cpu(model, collator, examples)[0]
+
+
+def test_one_take_that_does_not_fit_stops_with_a_sentence(base, twenty):
+    from voxspace.errors import OutOfGPUMemory
+
+    model, (collator, examples) = base[0], twenty
+    gpu = FakeGenerateGpu(model, fits=100_000, oom_above=examples[0].prompt_len - 1)
+    try:
+        with pytest.raises(OutOfGPUMemory) as error:
+            transcribe(model, collator, examples[:4], max_new_tokens=3, memory=gpu)
+    finally:
+        gpu.close()
+    assert "ran out of memory transcribing 1 held-out take" in error.value.user_message
+    assert "GPU with more memory" in error.value.user_message

@@ -210,7 +210,7 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
     up, shipped = printed["variants"][:2]
     assert up["vs_upstream"] == {"takes_per_s": 1.0, "run": 1.0, "peak_mem": 1.0}
     assert shipped["config"]["epochs"] == 3 and shipped["projected_run_s"] < up["projected_run_s"]
-    assert {r["name"] for r in printed["eval"]} == {"fp32/batch8", "fp32/batch8_nocache", "fp32/one_call"}
+    assert {r["name"] for r in printed["eval"]} == {"fp32/fitted", "fp32/batch8", "fp32/batch8_nocache"}
     for r in printed["eval"]:
         assert r["ok"] and r["before_s"]["median"] > 0
         assert r["total_s"]["median"] == pytest.approx(r["before_s"]["median"] + r["after_s"]["median"])
@@ -219,6 +219,8 @@ def test_bench_runs_every_variant_and_prints_json(tmp_path, bench):
     table = out.with_suffix(".txt").read_text()
     assert "upstream@3ep" in table and "peak MiB" in table and "whole run" in table
     assert "fp32: seconds without / with the encoder cache (batch8)" in table
+    assert "fp32: seconds in batches of 8 / in fitted calls" in table
+    assert [b["takes"] for b in printed["whole_run"]["eval_batch8"]] == [50, 500, 5000]
 
 
 def test_bench_interleaves_rounds_in_the_order_asked_and_reports_the_spread(tmp_path, bench):
