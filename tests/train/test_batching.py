@@ -1,9 +1,10 @@
 """Takes per pass fitted to free GPU memory, with accumulation keeping the takes per optimizer step.
 
-No GPU exists here, so torch.cuda's memory counters are the one thing faked (FakeGpu). The fake
-does not trust the trainer: its "peak" follows the padded tokens that really reached the language
-model, seen by a forward hook, and it can run out of memory above a token count, as a real GPU would.
-Everything else (the split, the accumulation, the checkpoint, the retry) is the real engine.
+No GPU exists here, so torch.cuda's memory counters are the one thing faked (FakeGpu, on
+tests/train/fake_cuda.py). The fake does not trust the trainer: its "peak" follows the padded tokens
+that really reached the language model, seen by a forward hook, and it can run out of memory above a
+token count, as a real GPU would. Everything else (the split, the accumulation, the checkpoint, the
+retry) is the real engine.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.train.fake_cuda import BYTES_PER_TOKEN, FakeCudaMemory, GiB
 from tests.train.test_train import adapter_weights
 from voxspace import checkpoint
 from voxspace.batching import (
-    RESERVE_BYTES,
-    RESERVE_SHARE,
     plan_steps,
     split_step,
     takes_per_generate,
@@ -24,31 +24,22 @@ from voxspace.batching import (
 from voxspace.errors import OutOfGPUMemory
 from voxspace.train import TrainConfig, Trainer
 
-GiB = 2**30
-BYTES_PER_TOKEN = 2**20  # the fake GPU's activation cost of one padded token
 # four training takes (conftest.takes_dir); 1 x 4 takes per step: one step per epoch
 STEP_OF_4 = dict(precision="fp32", batch_size=1, grad_accum=4, epochs=3, dropout=0.0, lr=1e-3)
 
 
-class FakeGpu:
-    """torch.cuda's counters for a GPU with `fits` padded tokens of room for activations."""
-
-    total = 20 * GiB  # 5% of it is a whole number of bytes
+class FakeGpu(FakeCudaMemory):
+    """A GPU with `fits` padded tokens of room for activations (and 512 MiB for the optimizer state),
+    counting training passes only."""
 
     def __init__(self, model, *, fits: int, oom_above: int | None = None, oom_unless_checkpointing=False):
+        super().__init__(model, fits=fits, extra_bytes=512 * 2**20)
         self.model = model
-        self.free = RESERVE_BYTES + RESERVE_SHARE * self.total + 512 * 2**20 + fits * BYTES_PER_TOKEN
         self.oom_above = oom_above
         self.oom_unless_checkpointing = oom_unless_checkpointing
         self.passes: list[tuple[int, int]] = []  # (takes, padded length) of each language-model pass
-        self.released = 0
-        self._tokens = 0
-        self._hook = model.model.language_model.register_forward_pre_hook(self._seen, with_kwargs=True)
 
-    def _seen(self, module, args, kwargs):
-        x = kwargs.get("inputs_embeds")
-        x = kwargs.get("input_ids") if x is None else x
-        takes, length = int(x.shape[0]), int(x.shape[1])
+    def seen(self, takes: int, length: int) -> None:
         if not torch.is_grad_enabled():
             return  # an evaluation pass, not training
         if (self.oom_above is not None and takes * length > self.oom_above) or (
@@ -56,26 +47,7 @@ class FakeGpu:
         ):
             raise torch.OutOfMemoryError("CUDA out of memory (fake GPU)")
         self.passes.append((takes, length))
-        self._tokens = max(self._tokens, takes * length)
-
-    # the MemoryMeter protocol
-    def start_pass(self):
-        self._tokens = 0
-
-    def pass_peak(self):
-        return self._tokens * BYTES_PER_TOKEN
-
-    def free_bytes(self):
-        return int(self.free)
-
-    def total_bytes(self):
-        return self.total
-
-    def release(self):
-        self.released += 1
-
-    def close(self):
-        self._hook.remove()
+        self._peak = max(self._peak, takes * length)
 
 
 def _train(run_dir, config, takes_dir, base, meter=None, **slice_kw):

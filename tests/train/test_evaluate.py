@@ -7,6 +7,7 @@ import unicodedata
 import pytest
 
 from tests.train.conftest import make_take
+from tests.train.fake_cuda import FakeCudaMemory
 from voxspace.evaluate import error_rates, generation_limit, normalise, token_limit, transcribe
 
 HINDI = "सुप्रभात, क्या आपको रात में अच्छी नींद आई?"  # 8 words
@@ -139,38 +140,20 @@ def test_the_printed_report_names_the_precision_and_warns_when_not_better():
 
 
 # --- generate calls fitted to the GPU's memory ----------------------------------------------------------
-GiB = 2**30
-BYTES_PER_TOKEN = 2**20  # the fake GPU's cost of one token held by the language model
-
-
-class FakeGenerateGpu:
-    """torch.cuda's counters while `generate` runs, with `fits` tokens of room beyond the reserve.
-
-    No GPU exists here, so the memory counters are the one thing faked. The fake does not trust the
-    evaluation's own arithmetic: what it holds follows the tokens that really reached the language
-    model (a forward hook: the prompt at prefill, one more token per take at each decode step), and it
-    runs out of memory above `oom_above` tokens, as a real GPU would.
-    """
-
-    total = 20 * GiB
+class FakeGenerateGpu(FakeCudaMemory):
+    """A GPU while `generate` runs (tests/train/fake_cuda.py): what it holds is the prompt at prefill
+    plus one token per take at each decode step; above `oom_above` tokens it runs out of memory."""
 
     def __init__(self, model, *, fits: int, oom_above: int | None = None):
-        from voxspace.batching import RESERVE_BYTES, RESERVE_SHARE
-
-        self.free = int(RESERVE_BYTES + RESERVE_SHARE * self.total + fits * BYTES_PER_TOKEN)
+        super().__init__(model, fits=fits)
         self.oom_above = oom_above
         self.calls: list[int] = []  # takes in each generate call that completed its prefill
         self.peaks: list[int] = []  # the most tokens held in each of those calls
-        self.released = 0
-        self._held = self._peak = 0
-        self._hook = model.model.language_model.register_forward_pre_hook(self._seen, with_kwargs=True)
+        self._held = 0
 
-    def _seen(self, module, args, kwargs):
+    def seen(self, takes: int, length: int) -> None:
         import torch
 
-        x = kwargs.get("inputs_embeds")
-        x = kwargs.get("input_ids") if x is None else x
-        takes, length = int(x.shape[0]), int(x.shape[1])
         self._held = takes * length if length > 1 else self._held + takes  # prefill, or one decode step
         if self.oom_above is not None and self._held > self.oom_above:
             raise torch.OutOfMemoryError("CUDA out of memory (fake GPU)")
@@ -179,25 +162,6 @@ class FakeGenerateGpu:
             self.peaks.append(0)
         self.peaks[-1] = max(self.peaks[-1], self._held)
         self._peak = max(self._peak, self._held)
-
-    # the MemoryMeter protocol
-    def start_pass(self):
-        self._peak = 0
-
-    def pass_peak(self):
-        return self._peak * BYTES_PER_TOKEN
-
-    def free_bytes(self):
-        return self.free
-
-    def total_bytes(self):
-        return self.total
-
-    def release(self):
-        self.released += 1
-
-    def close(self):
-        self._hook.remove()
 
 
 @pytest.fixture
