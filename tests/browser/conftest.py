@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class AppServer:
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen | None = None
     starts: int = 0
+    loading_pages: list[str] = field(default_factory=list)  # the bodies of 503 answers while starting
 
     @property
     def url(self) -> str:
@@ -87,6 +89,9 @@ class AppServer:
                 with urllib.request.urlopen(self.url, timeout=2) as r:
                     if r.status == 200:
                         return self
+            except urllib.error.HTTPError as e:  # 503: the loading page of a ZeroGPU start
+                self.loading_pages.append(e.read().decode(errors="replace"))
+                time.sleep(0.25)
             except OSError:
                 time.sleep(0.25)
         self.stop()

@@ -51,6 +51,8 @@ def test_a_visitor_trains_on_zerogpu_billed_to_them_and_a_closed_page_pauses_the
         VOXSPACE_SLICE_MAX_STEPS="1",
     )  # one step per GPU call: four training slices
     app = AppServer(env, tmp_path, own_group=True).start()
+    # while the base loaded, before launch(), the port said so (voxspace/startup_page.py)
+    assert any(f"Loading the speech model <code>{tiny_voxtral_dir}</code>" in p for p in app.loading_pages)
     headers = {"X-IP-Token": visitor_token(USER)}
     try:
         ctx, page = pages.new_visitor(mic_browser, app.url, hub.url, USER, headers=headers)

@@ -93,10 +93,14 @@ def _recover_in_background(settings: Settings) -> None:
 
 def _load_base_on_zerogpu(settings: Settings) -> None:
     """On ZeroGPU the base model is loaded now, in the main thread (the only one where spaces emulates
-    CUDA), before launch() packs it for the GPU calls; elsewhere a run loads it on first use."""
-    from voxspace import gpu
+    CUDA), before launch() packs it for the GPU calls, with a page on the port that says so
+    (startup_page); elsewhere a run loads it on first use and the page is served at once."""
+    from voxspace import gpu, startup_page
 
-    gpu.load_base_at_startup(settings.base_model)
+    if not gpu.on_zerogpu():
+        return
+    with startup_page.loading_page(settings.base_model):
+        gpu.load_base_at_startup(settings.base_model)
 
 
 def queued(demo: gr.Blocks) -> gr.Blocks:
