@@ -14,13 +14,12 @@ was compared.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from voxspace import run_service
+from voxspace import atomic_file, run_service
 from voxspace.auth import Identity
 from voxspace.errors import NotEnoughTakes
 from voxspace.run_record import EvalReport, RunRecord
@@ -142,6 +141,6 @@ def compare_encoder_option(
         kept_acoustic=keep_acoustic,
     )
     shutil.rmtree(dropped, ignore_errors=True)
-    (kept / COMPARISON_FILE).write_text(json.dumps(asdict(result), indent=1))
+    atomic_file.write_json(kept / COMPARISON_FILE, asdict(result))
     say(result.sentence())
     return result

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from voxspace import atomic_file
 from voxspace.data import Example
 
 FEATURE_DTYPE = "float16"
@@ -56,7 +57,8 @@ def save(run_dir: Path, split: str, examples: list[Example]) -> None:
     tmp = data.with_suffix(".tmp")
     torch.save([compact(e) for e in examples], tmp)
     tmp.replace(data)
-    index.write_text(json.dumps({"take_ids": [e.take_id for e in examples], "dtype": FEATURE_DTYPE}))
+    ids = [e.take_id for e in examples]
+    atomic_file.write_json(index, {"take_ids": ids, "dtype": FEATURE_DTYPE}, indent=None)
 
 
 def load(run_dir: Path, split: str, take_ids: Sequence[str]) -> list[Example] | None:

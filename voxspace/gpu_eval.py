@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxspace import gpu
+from voxspace import atomic_file, gpu
 from voxspace.errors import TrainError
 from voxspace.run_record import ADAPTER_DIR, EvalReport
 
@@ -160,9 +160,8 @@ def _transcripts(
         texts.update(got.texts)
         s_per_take = got.seconds / n
         part.parent.mkdir(parents=True, exist_ok=True)
-        tmp = part.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"texts": texts, "s_per_take": s_per_take}))
-        tmp.replace(part)  # saved before the next call: a refusal there loses nothing
+        # saved before the next call: a refusal there loses nothing
+        atomic_file.write_json(part, {"texts": texts, "s_per_take": s_per_take}, indent=None)
         if on_call is not None:
             on_call(sum(i in texts for i in ids), len(ids))
     return [texts[i] for i in ids]

@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+from voxspace import atomic_file
 from voxspace.errors import AuthError, VoxSpaceError
 
 log = logging.getLogger("voxspace.job_entry")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Continuing from step {remote['step']}.", flush=True)
         else:  # checkpoint/ holds another run's state (or none): this one starts over
             print("No checkpoint of this run was saved: starting from step 0.", flush=True)
-    (run_dir / RUN_SPEC).write_text(json.dumps(spec, indent=1))
+    atomic_file.write_json(run_dir / RUN_SPEC, spec)
 
     handle = run_service.start_run(
         settings, identity, run_dir=run_dir, resume=True, sliced=False, evaluate=not args.no_eval

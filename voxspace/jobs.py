@@ -39,6 +39,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError
 
+from voxspace import atomic_file
 from voxspace.auth import Identity
 from voxspace.data_parallel import launcher
 from voxspace.errors import AuthError, BadInput, HubError, VoxSpaceError
@@ -194,7 +195,7 @@ class JobRecord:
     results_fetched: bool = False
 
     def save(self, run_dir: Path) -> None:
-        (Path(run_dir) / JOB_FILE).write_text(json.dumps(asdict(self), indent=1))
+        atomic_file.write_json(Path(run_dir) / JOB_FILE, asdict(self))
 
     @classmethod
     def load(cls, run_dir: Path) -> JobRecord | None:

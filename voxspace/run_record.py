@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from voxspace import atomic_file
+
 SUMMARY = "summary.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINT_DIR = "checkpoint"
@@ -87,9 +89,7 @@ class RunRecord:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / SUMMARY
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
-        tmp.replace(path)
+        atomic_file.write_json(path, asdict(self), indent=2, ensure_ascii=False)
         return path
 
     @classmethod

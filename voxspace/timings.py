@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from voxspace import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ def record(data_dir: str | Path, kind: str, precision: str, base_model: str, **f
         entry = table.get(_key(kind, precision, base_model), {})
         entry.update({k: float(v) for k, v in figures.items() if v is not None and v > 0})
         table[_key(kind, precision, base_model)] = entry
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(table, indent=1))
-        tmp.replace(path)
+        atomic_file.write_json(path, table)
     except OSError:  # a figure that cannot be kept only makes the next estimate a guess
         log.warning("could not save the measured timings in %s", path, exc_info=True)
 

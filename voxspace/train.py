@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxspace import checkpoint, features
+from voxspace import atomic_file, checkpoint, features
 from voxspace.batching import CudaMemory, MemoryFit, MemoryMeter, PassFitter, plan_steps
 from voxspace.data import IGNORE, Example, TranscriptionCollator, fetch_takes, split_takes
 from voxspace.data_parallel import END, PAUSE, SINGLE, STEP, Ranks
@@ -331,9 +331,16 @@ class Trainer:
     def _read_spec(self) -> dict[str, Any] | None:
         """run.json, or (for a checkpoint pulled from the Hub after a restart) the checkpoint's state."""
         path = self.run_dir / RUN_SPEC
+        has_checkpoint = checkpoint.has_checkpoint(self.run_dir)
         if path.is_file():
-            return json.loads(path.read_text())
-        return checkpoint.read_state(self.run_dir) if checkpoint.has_checkpoint(self.run_dir) else None
+            try:
+                return json.loads(path.read_text())
+            except ValueError:  # cut short by a kill in an older version (it is written atomically now)
+                if not has_checkpoint:
+                    raise BadInput(f"{path} is damaged and this run has no checkpoint to resume from: "
+                                   "start a new run.") from None
+                log.warning("%s is damaged; resuming from the checkpoint's copy of the run's settings", path)
+        return checkpoint.read_state(self.run_dir) if has_checkpoint else None
 
     def _write_spec(self) -> None:
         if not self.ranks.is_main:
@@ -346,7 +353,7 @@ class Trainer:
             "base_model": self.model_cfg.base_model,
             "takes": self.pins.to_dict() if self.pins else None,
         }
-        (self.run_dir / RUN_SPEC).write_text(json.dumps(spec, indent=1))
+        atomic_file.write_json(self.run_dir / RUN_SPEC, spec)
 
     def prepare(self) -> Trainer:
         """The CPU-only part of setup: find the takes, check there are enough, write run.json.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sqlite3
 import urllib.request
@@ -17,7 +18,7 @@ from voxspace import checkpoint
 from voxspace.encoder_cache import run_cache_dir
 from voxspace.errors import BadHyperparameter, BadInput, NaNLoss, OutOfGPUMemory
 from voxspace.run_record import RunRecord
-from voxspace.train import TrainConfig, Trainer
+from voxspace.train import RUN_SPEC, TrainConfig, Trainer
 
 FP32 = dict(precision="fp32", batch_size=2, epochs=2)
 
@@ -205,6 +206,20 @@ def test_cancel_keeps_a_usable_checkpoint_that_resumes(tmp_path, takes_dir, base
 
     with pytest.raises(BadInput, match="other settings"):  # a checkpoint only resumes with its own settings
         Trainer(tmp_path / "run", TrainConfig(**FP32, lr=1e-3), takes_dir, base=(model, base[1])).setup()
+    # run.json cut short by a kill while it was rewritten (before it was written atomically): the
+    # checkpoint's copy of the settings resumes the run; with no checkpoint, a sentence
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "run", damaged)
+    (damaged / RUN_SPEC).write_text("")
+    from_checkpoint = Trainer(damaged, base=(model, base[1])).setup()
+    assert from_checkpoint.step == 2 and from_checkpoint.config == TrainConfig(**FP32)
+    model = from_checkpoint.close()
+    assert json.loads((damaged / RUN_SPEC).read_text())["config"] == TrainConfig(**FP32).to_dict()  # mended
+    (damaged / RUN_SPEC).write_text("")
+    shutil.rmtree(damaged / "checkpoint")
+    with pytest.raises(BadInput, match="damaged and this run has no checkpoint to resume from"):
+        Trainer(damaged, base=(model, base[1]))
+
     resumed = Trainer(tmp_path / "run", base=(model, base[1])).setup()  # config and data from run.json
     assert resumed.step == 2
     summary = resumed.train_slice(budget_s=1e9)
