@@ -60,6 +60,8 @@ def test_a_quick_tiny_run_from_the_train_tab_shows_progress_and_the_wer_table(
         rect = header.bounding_box()
         assert rect is not None and rect["x"] + rect["width"] <= page.viewport_size["width"]
         expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+        # the estimate beside Start is redrawn from the speed this run measured, not left at the guess
+        expect(page.locator("#train-estimate")).to_contain_text("from the speed your last run here measured")
         for p in (second, page):  # the other tab, and a reload, show the same finished run
             if p is page:
                 p.reload()

@@ -67,8 +67,10 @@ def test_start_follows_the_run_live_and_ends_with_the_wer_tables(sess):
                                            measured)
     assert elapsed / 5 < estimate_s < elapsed * 5, (estimate_s, elapsed)
 
-    status, bar, curve, log, scores, per_take, start_btn, *_ = train.poll(sess)
+    status, bar, curve, log, scores, per_take, estimate, start_btn, *_ = train.poll(sess, "quick", *values)
     assert "Done" in status and "step 2 of 2" in bar and start_btn["interactive"] is True
+    # the page's estimate is redrawn once the run has ended: no stale first guess beside "Done"
+    assert "from the speed your last run here measured" in estimate
     assert curve.startswith("<svg") and 'role="img"' in curve and len(final.losses) == 2
     assert "slice:" in log  # the box on the page asked for slices
     assert [row[0] for row in scores] == ["Word error rate (WER)", "Character error rate (CER)"]

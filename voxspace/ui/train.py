@@ -325,12 +325,14 @@ def _shown_key(run: Any) -> tuple[Any, ...]:
             p.eval is not None)
 
 
-NO_CHANGE = (gr.skip(),) * 9  # poll's outputs: the six of View, then Start, Cancel, Resume
+NO_CHANGE = (gr.skip(),) * 10  # poll's outputs: the six of View, the estimate, then Start, Cancel, Resume
 
 
-def poll(sess: Session | None) -> tuple[Any, ...]:
+def poll(sess: Session | None, preset: str | None = None, *values: Any) -> tuple[Any, ...]:
     """The always-on timer's tick: the page shows the server's run. Sends only what changed since
-    this page's last tick; any handler that wrote to the tab makes the next tick send it all."""
+    this page's last tick; any handler that wrote to the tab makes the next tick send it all.
+    Once a run has ended, the estimate for the settings on the page is redrawn from the speed that
+    run measured (given `preset` and the advanced `values`, as the page sends them)."""
     from voxspace import run_service
 
     if sess is None:
@@ -342,9 +344,11 @@ def poll(sess: Session | None) -> tuple[Any, ...]:
     sess.train_shown = key
     v = view(sess)
     if v is None:
-        return (gr.skip(),) * 6 + _idle_buttons(sess)
-    buttons = _idle_buttons(sess) if run_service.progress(run).finished else _running_buttons()
-    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, *buttons)
+        return (gr.skip(),) * 7 + _idle_buttons(sess)
+    finished = run_service.progress(run).finished
+    buttons = _idle_buttons(sess) if finished else _running_buttons()
+    estimate = plan(sess, preset, *values) if finished and preset is not None else gr.skip()
+    return (v.status, v.bar, v.curve, v.log, v.scores, v.per_take, estimate, *buttons)
 
 
 def on_open(sess: Session | None, preset: str, *values: Any) -> tuple[Any, ...]:
@@ -466,7 +470,7 @@ def build(session: gr.State) -> TrainTab:
     resume_btn.click(resume, [session], [status, *buttons])
     compare_btn.click(compare, [session, preset, *advanced], [compare_out], show_progress="hidden")
     cancel_btn.click(cancel, [session], [status])
-    timer.tick(poll, [session], [status, bar, curve, log_box, scores, per_take, *buttons],
-               show_progress="hidden")
+    timer.tick(poll, [session, preset, *advanced], [status, bar, curve, log_box, scores, per_take, estimate,
+                                                    *buttons], show_progress="hidden")
     dash_btn.click(dashboard_link, [session], [dash])
     return TrainTab([session, preset, *advanced], [ready, estimate, command, *buttons])
