@@ -13,10 +13,11 @@ import json
 import time
 
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 
-from voxspace import jobs
+from voxspace import jobs, publish
 from voxspace.auth import Identity
+from voxspace.card import BASE_CONFIG, TUNED_CONFIG
 from voxspace.errors import BadInput
 from voxspace.run_record import RunRecord
 from voxspace.train import TrainConfig
@@ -95,6 +96,14 @@ def test_a_job_trains_with_the_pinned_takes_and_brings_the_results_home(
     # a page reload or a Space restart finds the same Job and the same results
     again = jobs.attach(settings, alice, run_dir)
     assert again.record.job_id == job.record.job_id and jobs.progress(again).phase == "done"
+
+    # Publish takes the Job's run as a run made here: its adapter, and a card with its WER
+    published = publish.publish_adapter(run_dir, "voxtral-from-a-job", alice, settings, anyway=True)
+    assert hub.read_file(published.repo_id, "adapter_model.safetensors") == \
+        (run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+    card = ModelCard(hub.read_file(published.repo_id, "README.md").decode())
+    wer = {r.metric_config: r.metric_value for r in card.data.eval_results if r.metric_type == "wer"}
+    assert wer == {BASE_CONFIG: record.eval.wer_before, TUNED_CONFIG: record.eval.wer_after}
 
 
 def test_refusals_come_before_anything_is_billed(settings, alice, recordings, hub, hub_tokens, tmp_path):
