@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from voxspace import atomic_file
+
 
 def run_cache_dir(run_dir: str | Path, precision: str) -> Path:
     """Where a run keeps the encoder outputs computed in `precision` (model.precision_of)."""
@@ -155,9 +157,8 @@ class EncoderCache:
         spill = self._spill_path(key)
         if spill is not None and (self.write_through or not in_memory):
             spill.parent.mkdir(parents=True, exist_ok=True)
-            tmp = spill.with_suffix(".tmp")
-            torch.save(embeds.cpu(), tmp)
-            tmp.replace(spill)
+            with atomic_file.replacing(spill) as tmp:
+                torch.save(embeds.cpu(), tmp)
         return embeds
 
     def inputs_embeds(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:

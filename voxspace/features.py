@@ -54,9 +54,8 @@ def save(run_dir: Path, split: str, examples: list[Example]) -> None:
     data, index = _paths(run_dir, split)
     data.parent.mkdir(parents=True, exist_ok=True)
     index.unlink(missing_ok=True)
-    tmp = data.with_suffix(".tmp")
-    torch.save([compact(e) for e in examples], tmp)
-    tmp.replace(data)
+    with atomic_file.replacing(data) as tmp:
+        torch.save([compact(e) for e in examples], tmp)
     ids = [e.take_id for e in examples]
     atomic_file.write_json(index, {"take_ids": ids, "dtype": FEATURE_DTYPE}, indent=None)
 
